@@ -1,0 +1,84 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   the whole pipeline locally on the embedded defaults (no Azure, no GPU, no Docker)
+#   make test   the whole test suite (installs the Debian, Python and npm tools it needs)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+NODE_TOOLS := testing/tools
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Debian packages the tests drive for real: an MQTT broker, a browser, and OpenSSL for test certificates.
+APT_PACKAGES := mosquitto chromium openssl
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: help setup setup-python setup-node setup-system setup-tools demo test test-unit lint format bench clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --all-extras
+	touch $@
+
+setup-python: $(VENV)/.synced  ## Python environment from uv.lock
+
+$(NODE_TOOLS)/node_modules/.installed: $(NODE_TOOLS)/package.json $(NODE_TOOLS)/package-lock.json
+	cd $(NODE_TOOLS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup-node: $(NODE_TOOLS)/node_modules/.installed  ## npm validators from package-lock.json
+
+# checkov and iotedgedev each get their own environment: checkov's HCL fork shadows python-hcl2's
+# `hcl2` import, and iotedgedev pins azure-cli-core, which conflicts with azure-ai-ml's range.
+.venv-%/.synced: $(NODE_TOOLS)/%/requirements.txt | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) .venv-$*
+	$(UV) pip install --quiet --python .venv-$*/bin/python --require-hashes -r $<
+	touch $@
+
+TOOL_ENVS := $(patsubst $(NODE_TOOLS)/%/requirements.txt,.venv-%/.synced,$(wildcard $(NODE_TOOLS)/*/requirements.txt))
+setup-tools: $(TOOL_ENVS)  ## Separate environments for checkov and iotedgedev
+
+setup-system:  ## Debian packages the tests use (mosquitto, chromium, openssl)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+setup: setup-python setup-node setup-tools setup-system  ## Everything the tests need
+
+demo: setup-python  ## Run the whole pipeline locally on the demo config
+	$(VENV)/bin/ppe pipeline run --config demo --out outputs/demo
+
+test: setup  ## Run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup-python  ## Unit tests only (no external tools)
+	$(PY) -m pytest testing/unit $(PYTEST_ARGS)
+
+lint: setup-python  ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check src testing benchmarks
+	$(VENV)/bin/ruff format --check src testing benchmarks
+	$(VENV)/bin/mypy
+
+format: setup-python  ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix src testing benchmarks
+	$(VENV)/bin/ruff format src testing benchmarks
+
+bench: setup  ## Benchmarks: benchmarks/results/<date>.json and benchmarks/RESULTS.md
+	$(PY) -m benchmarks.run
+
+clean:  ## Remove environments and outputs
+	rm -rf $(TOOLS) $(VENV) .venv-* $(NODE_TOOLS)/node_modules outputs .pytest_cache .mypy_cache .ruff_cache

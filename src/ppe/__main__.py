@@ -1,0 +1,4 @@
+from ppe.cli import main
+import sys
+
+sys.exit(main())
