@@ -1,0 +1,1 @@
+"""Packaged config profiles (``smoke``, ``demo``) as YAML files."""
