@@ -215,9 +215,11 @@ def write(schema: dict[str, Any], out: Path) -> None:
     data = json.dumps(schema, indent=1, sort_keys=False).encode() + b"\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".gz":
-        with out.open("wb") as raw:
-            with gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as compressed:
-                compressed.write(data)
+        with (
+            out.open("wb") as raw,
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as compressed,
+        ):
+            compressed.write(data)
     else:
         out.write_bytes(data)
 
