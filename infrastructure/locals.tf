@@ -1,0 +1,101 @@
+locals {
+  # -------------------------------------------------------------------------------------------
+  # Naming: one CAF-style scheme, <abbreviation>-<workload>-<environment>[-<suffix>], computed
+  # once here. Globally unique names (storage, key vault, registry, IoT Hub, DPS) carry a short
+  # suffix that is stable for a given subscription/workload/environment/location.
+  # -------------------------------------------------------------------------------------------
+  derived_suffix = substr(sha256("${var.subscription_id}/${var.workload}/${var.environment}/${var.location}"), 0, 4)
+  suffix         = var.name_suffix != "" ? var.name_suffix : local.derived_suffix
+  base_name      = "${var.workload}-${var.environment}"
+  compact_name   = "${var.workload}${var.environment}${local.suffix}"
+
+  names = {
+    resource_group      = "rg-${local.base_name}-${var.location}"
+    log_analytics       = "log-${local.base_name}-${local.suffix}"
+    application_insight = "appi-${local.base_name}-${local.suffix}"
+    key_vault           = "kv-${local.base_name}-${local.suffix}" # 3-24, letters, digits, '-'
+    storage_account     = "st${local.compact_name}"               # 3-24, lower-case letters and digits
+    container_registry  = "cr${local.compact_name}"               # 5-50, letters and digits
+    aml_workspace       = "mlw-${local.base_name}-${local.suffix}"
+    gpu_cluster         = "gpu-cluster" # AML compute names: 2-16 characters
+    cpu_cluster         = "cpu-cluster"
+    compute_identity    = "id-${local.base_name}-compute"
+    pipeline_identity   = "id-${local.base_name}-pipelines"
+    iothub              = "iot-${local.base_name}-${local.suffix}"
+    dps                 = "provs-${local.base_name}-${local.suffix}"
+    edge_registry_token = "edge-pull"
+    edge_password_kv    = "edge-registry-token-password"
+    service_connection  = "sc-${local.base_name}-azure"
+    variable_group      = "vg-${local.base_name}"
+  }
+
+  # One tag map, merged into every resource.
+  tags = merge(var.tags, {
+    workload    = var.workload
+    environment = var.environment
+    managed-by  = "terraform"
+    repository  = var.ado_repository_name
+  })
+
+  # -------------------------------------------------------------------------------------------
+  # Azure DevOps: the pipelines the project gets, the environments they deploy to.
+  # uses_azure: the pipeline runs steps with the Azure service connection.
+  # deploys:    the pipeline has deployment jobs that target the staging/production environments.
+  # -------------------------------------------------------------------------------------------
+  pipelines = {
+    ci = {
+      name       = "ci"
+      yml_path   = "ado_pipelines/ci_pipeline.yml"
+      uses_azure = false
+      deploys    = false
+    }
+    iac = {
+      name       = "iac"
+      yml_path   = "ado_pipelines/iac_pipeline.yml"
+      uses_azure = true
+      deploys    = true
+    }
+    model_training = {
+      name       = "model-training"
+      yml_path   = "ado_pipelines/model_training_pipeline.yml"
+      uses_azure = true
+      deploys    = true
+    }
+    edge_deployment = {
+      name       = "edge-deployment"
+      yml_path   = "ado_pipelines/edge_deployment_pipeline.yml"
+      uses_azure = true
+      deploys    = true
+    }
+  }
+
+  ado_environments = {
+    staging    = "staging"
+    production = "production"
+  }
+
+  # Every name the pipelines, the Azure ML jobs and the `ppe` CLI read. It fills the Azure DevOps
+  # variable group and, through scripts/write_env.py, the local .env. Nothing secret goes here:
+  # EDGE_REGISTRY_PASSWORD_SECRET is the *name* of a key vault secret, not its value.
+  pipeline_variables = {
+    AZURE_SUBSCRIPTION_ID         = var.subscription_id
+    AZURE_TENANT_ID               = data.azurerm_client_config.current.tenant_id
+    AZURE_LOCATION                = var.location
+    AZURE_RESOURCE_GROUP          = azurerm_resource_group.this.name
+    AML_WORKSPACE                 = module.aml.workspace_name
+    AML_GPU_CLUSTER               = module.aml.gpu_cluster_name
+    AML_CPU_CLUSTER               = module.aml.cpu_cluster_name
+    ACR_NAME                      = azurerm_container_registry.this.name
+    ACR_LOGIN_SERVER              = azurerm_container_registry.this.login_server
+    IOTHUB_NAME                   = module.edge.iothub_name
+    IOTHUB_HOSTNAME               = module.edge.iothub_hostname
+    KEY_VAULT_NAME                = azurerm_key_vault.this.name
+    STORAGE_ACCOUNT_NAME          = azurerm_storage_account.this.name
+    ADO_SERVICE_CONNECTION        = local.names.service_connection
+    ADO_ENVIRONMENT_STAGING       = local.ado_environments.staging
+    ADO_ENVIRONMENT_PRODUCTION    = local.ado_environments.production
+    EDGE_REGISTRY_TOKEN_NAME      = module.edge.registry_token_name
+    EDGE_REGISTRY_PASSWORD_SECRET = module.edge.registry_password_secret_name
+    MODEL_NAME                    = var.model_name
+  }
+}

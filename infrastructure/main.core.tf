@@ -1,0 +1,140 @@
+data "azurerm_client_config" "current" {}
+
+data "azurerm_subscription" "current" {}
+
+resource "azurerm_resource_group" "this" {
+  name     = local.names.resource_group
+  location = var.location
+  tags     = local.tags
+}
+
+# ---------------------------------------------------------------------------------------------
+# Monitoring: one Log Analytics workspace behind Application Insights (workspace-based).
+# ---------------------------------------------------------------------------------------------
+
+resource "azurerm_log_analytics_workspace" "this" {
+  name                = local.names.log_analytics
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  sku                 = "PerGB2018"
+  retention_in_days   = var.log_retention_days
+  tags                = local.tags
+}
+
+resource "azurerm_application_insights" "this" {
+  name                = local.names.application_insight
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  workspace_id        = azurerm_log_analytics_workspace.this.id
+  application_type    = "other"
+  retention_in_days   = var.log_retention_days
+  tags                = local.tags
+}
+
+# ---------------------------------------------------------------------------------------------
+# Key vault: RBAC authorisation, purge protection, firewall that follows allowed_ip_ranges.
+# ---------------------------------------------------------------------------------------------
+
+resource "azurerm_key_vault" "this" {
+  #checkov:skip=CKV_AZURE_109:The firewall denies by default as soon as allowed_ip_ranges is set; the quick start leaves it open so a laptop and hosted agents can reach it.
+  #checkov:skip=CKV_AZURE_189:Public network access stays on so hosted Azure DevOps agents (no private network) can read the edge registry secret; access is RBAC-only.
+  #checkov:skip=CKV2_AZURE_32:Private endpoints are offered for the Azure ML workspace only; a private key vault needs self-hosted agents inside the network.
+  name                          = local.names.key_vault
+  location                      = azurerm_resource_group.this.location
+  resource_group_name           = azurerm_resource_group.this.name
+  tenant_id                     = data.azurerm_client_config.current.tenant_id
+  sku_name                      = "standard"
+  rbac_authorization_enabled    = true
+  purge_protection_enabled      = true
+  soft_delete_retention_days    = var.key_vault_soft_delete_retention_days
+  public_network_access_enabled = true
+  tags                          = local.tags
+
+  network_acls {
+    bypass         = "AzureServices"
+    default_action = length(var.allowed_ip_ranges) > 0 ? "Deny" : "Allow"
+    ip_rules       = var.allowed_ip_ranges
+  }
+}
+
+# The identity running Terraform writes the edge registry password into the vault.
+resource "azurerm_role_assignment" "deployer_key_vault_secrets" {
+  scope                = azurerm_key_vault.this.id
+  role_definition_name = "Key Vault Secrets Officer"
+  principal_id         = data.azurerm_client_config.current.object_id
+  description          = "Terraform writes the edge registry token password secret."
+}
+
+# ---------------------------------------------------------------------------------------------
+# Storage account: the Azure ML default datastore (training data, job outputs, models).
+# ---------------------------------------------------------------------------------------------
+
+resource "azurerm_storage_account" "this" {
+  #checkov:skip=CKV_AZURE_35:The firewall denies by default as soon as allowed_ip_ranges is set; the quick start leaves it open so the AML service, a laptop and hosted agents can upload data.
+  #checkov:skip=CKV_AZURE_59:Public network access is needed by hosted agents and laptops that upload datasets; blobs are never anonymous (allow_nested_items_to_be_public = false).
+  #checkov:skip=CKV2_AZURE_33:Private endpoints are offered for the Azure ML workspace only; a private storage account needs the whole workspace on a private network.
+  #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys are used; customer-managed keys add a key vault key lifecycle this template does not own.
+  #checkov:skip=CKV2_AZURE_40:Azure ML's system datastores (workspaceblobstore, workspacefilestore) authenticate with the account key; azurerm 4.55 exposes no identity-only datastore mode.
+  #checkov:skip=CKV_AZURE_33:No queues are used; queue logging would only add cost.
+  name                            = local.names.storage_account
+  location                        = azurerm_resource_group.this.location
+  resource_group_name             = azurerm_resource_group.this.name
+  account_kind                    = "StorageV2"
+  account_tier                    = "Standard"
+  account_replication_type        = var.storage_replication_type
+  min_tls_version                 = "TLS1_2"
+  https_traffic_only_enabled      = true
+  allow_nested_items_to_be_public = false
+  shared_access_key_enabled       = true
+  default_to_oauth_authentication = true
+  local_user_enabled              = false
+  public_network_access_enabled   = true
+  tags                            = local.tags
+
+  blob_properties {
+    versioning_enabled = true
+
+    delete_retention_policy {
+      days = 7
+    }
+
+    container_delete_retention_policy {
+      days = 7
+    }
+  }
+
+  sas_policy {
+    expiration_period = "1.00:00:00"
+    expiration_action = "Log"
+  }
+
+  network_rules {
+    default_action = length(var.allowed_ip_ranges) > 0 ? "Deny" : "Allow"
+    bypass         = ["AzureServices"]
+    ip_rules       = [for range in var.allowed_ip_ranges : trimsuffix(range, "/32")]
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Container registry: AML environment images and the edge module images. No admin user; edge
+# devices pull with a repository-scoped token (modules/edge), everything else uses Entra ID.
+# ---------------------------------------------------------------------------------------------
+
+resource "azurerm_container_registry" "this" {
+  #checkov:skip=CKV_AZURE_139:Edge devices on site networks and hosted agents pull and push over the internet; a private registry needs Premium and private networking end to end.
+  #checkov:skip=CKV_AZURE_163:Vulnerability scanning is Microsoft Defender for Containers, a subscription-level plan, not a registry argument.
+  #checkov:skip=CKV_AZURE_164:Content trust (Docker Content Trust) is deprecated by Microsoft in favour of Notary v2 signing and needs Premium.
+  #checkov:skip=CKV_AZURE_165:Geo-replication needs Premium and a second region; set container_registry_sku = "Premium" and add it for production fleets.
+  #checkov:skip=CKV_AZURE_166:Image quarantine is a Premium preview feature that blocks pulls until a scanner releases images; no scanner is part of this template.
+  #checkov:skip=CKV_AZURE_233:Zone redundancy needs Premium; the default Standard tier keeps the template cheap.
+  #checkov:skip=CKV_AZURE_237:Dedicated data endpoints need Premium; they only matter behind client firewalls that allow-list registry endpoints.
+  #checkov:skip=CKV_AZURE_167:Untagged-manifest retention is a Premium feature.
+  name                          = local.names.container_registry
+  location                      = azurerm_resource_group.this.location
+  resource_group_name           = azurerm_resource_group.this.name
+  sku                           = var.container_registry_sku
+  admin_enabled                 = false
+  anonymous_pull_enabled        = false
+  public_network_access_enabled = true
+  tags                          = local.tags
+}

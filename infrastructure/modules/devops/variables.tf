@@ -1,0 +1,90 @@
+variable "project_name" {
+  type        = string
+  description = "Name of the Azure DevOps project to create."
+}
+
+variable "repository_name" {
+  type        = string
+  description = "Name of the Azure Repos repository."
+}
+
+variable "repository_import_url" {
+  type        = string
+  description = "Public HTTPS clone URL imported into the repository; null starts it empty."
+  default     = null
+}
+
+variable "default_branch" {
+  type        = string
+  description = "Default branch as a full ref (refs/heads/main)."
+  default     = "refs/heads/main"
+}
+
+variable "minimum_reviewers" {
+  type        = number
+  description = "Reviewers a pull request into the default branch needs."
+  default     = 2
+}
+
+variable "service_connection" {
+  type = object({
+    name              = string
+    tenant_id         = string
+    subscription_id   = string
+    subscription_name = string
+    client_id         = string
+  })
+  description = <<-EOT
+    The Azure Resource Manager service connection (workload identity federation, no secret):
+    - `name` (Required): service connection name the pipelines use.
+    - `tenant_id` (Required): Entra tenant of the identity.
+    - `subscription_id` (Required) / `subscription_name` (Required): the subscription it targets.
+    - `client_id` (Required): client ID of the user-assigned managed identity behind it.
+  EOT
+  nullable    = false
+}
+
+variable "variable_group_name" {
+  type        = string
+  description = "Name of the variable group the pipelines link."
+}
+
+variable "pipeline_variables" {
+  type        = map(string)
+  description = "Non-secret name/value pairs written into the variable group."
+  nullable    = false
+}
+
+variable "pipelines" {
+  type = map(object({
+    name       = string
+    yml_path   = string
+    uses_azure = bool
+    deploys    = bool
+  }))
+  description = <<-EOT
+    Build definitions to create, keyed by a stable identifier:
+    - `name` (Required): pipeline name shown in Azure DevOps.
+    - `yml_path` (Required): path of the YAML file in the repository.
+    - `uses_azure` (Required): authorise the pipeline to use the Azure service connection.
+    - `deploys` (Required): authorise the pipeline to deploy to the environments.
+  EOT
+  nullable    = false
+}
+
+variable "environments" {
+  type        = map(string)
+  description = "Environments to create: key `staging` and key `production` (the one with the approval check) mapped to their names."
+  nullable    = false
+
+  validation {
+    condition     = contains(keys(var.environments), "staging") && contains(keys(var.environments), "production")
+    error_message = "environments needs the keys \"staging\" and \"production\"."
+  }
+}
+
+variable "production_approver_ids" {
+  type        = list(string)
+  description = "User or group IDs that approve production deployments."
+  nullable    = false
+}

@@ -1,0 +1,375 @@
+# ---------------------------------------------------------------------------------------------
+# Where and what
+# ---------------------------------------------------------------------------------------------
+
+variable "subscription_id" {
+  type        = string
+  description = "Azure subscription ID (a GUID) to deploy into. `az account show --query id -o tsv` prints the current one."
+
+  validation {
+    condition     = can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", var.subscription_id))
+    error_message = "subscription_id must be a subscription GUID such as 00000000-0000-0000-0000-000000000000, not its display name."
+  }
+}
+
+variable "location" {
+  type        = string
+  description = "Azure region for every resource, as a lower-case programmatic name (for example `westeurope`, `eastus2`). Pick one with NCasT4_v3 quota for the GPU cluster."
+  default     = "westeurope"
+
+  validation {
+    condition     = can(regex("^[a-z]+[a-z0-9]*$", var.location))
+    error_message = "location must be a programmatic region name in lower case without spaces, such as \"westeurope\" (not \"West Europe\"); `az account list-locations -o table` lists them."
+  }
+}
+
+variable "workload" {
+  type        = string
+  description = "Short workload name used in every resource name (2 to 8 lower-case letters or digits, starting with a letter)."
+  default     = "ppe"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]{1,7}$", var.workload))
+    error_message = "workload must be 2 to 8 lower-case letters or digits starting with a letter (it ends up in storage account and registry names, which allow nothing else)."
+  }
+}
+
+variable "environment" {
+  type        = string
+  description = "Deployment stage used in every resource name: one of `dev`, `test`, `stage`, `prod`."
+  default     = "dev"
+
+  validation {
+    condition     = contains(["dev", "test", "stage", "prod"], var.environment)
+    error_message = "environment must be one of \"dev\", \"test\", \"stage\" or \"prod\"."
+  }
+}
+
+variable "name_suffix" {
+  type        = string
+  description = "Suffix that makes the globally unique names (storage account, key vault, registry, IoT Hub) unique. Empty: 4 characters derived from the subscription, workload, environment and location."
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z0-9]{0,6}$", var.name_suffix))
+    error_message = "name_suffix must be at most 6 lower-case letters or digits (or empty for the derived suffix)."
+  }
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags merged into every resource, on top of the template's own (workload, environment, managed-by, repository)."
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = length(var.tags) <= 45 && alltrue([for key, value in var.tags : length(key) <= 512 && length(value) <= 256 && !can(regex("[<>%&\\\\?/]", key))])
+    error_message = "tags: at most 45 entries (Azure allows 50 and the template adds its own), keys up to 512 characters without < > % & \\ ? /, values up to 256 characters."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Network exposure
+# ---------------------------------------------------------------------------------------------
+
+variable "allowed_ip_ranges" {
+  type        = list(string)
+  description = "Public IPv4 CIDR ranges allowed through the key vault, storage account and registry firewalls. Empty: the firewalls allow every network (the quick-start default)."
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for range in var.allowed_ip_ranges : can(cidrhost(range, 0)) && can(regex("^[0-9.]+/[0-9]+$", range))])
+    error_message = "allowed_ip_ranges must be IPv4 CIDR blocks such as \"203.0.113.0/24\" or \"198.51.100.7/32\"."
+  }
+}
+
+variable "aml_public_network_access_enabled" {
+  type        = bool
+  description = "Whether the Azure ML workspace is reachable from public networks. Set to false together with `aml_private_endpoints` for a private workspace."
+  default     = true
+}
+
+variable "aml_private_endpoints" {
+  type = map(object({
+    subnet_resource_id            = string
+    private_dns_zone_resource_ids = optional(set(string), [])
+  }))
+  description = <<-EOT
+    Private endpoints for the Azure ML workspace, keyed by a short name. Each object has:
+    - `subnet_resource_id` (Required): resource ID of the subnet the endpoint's NIC is placed in.
+    - `private_dns_zone_resource_ids` (Optional): IDs of the `privatelink.api.azureml.ms` and `privatelink.notebooks.azure.net` zones to register in.
+  EOT
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for endpoint in values(var.aml_private_endpoints) : can(regex("^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft.Network/virtualNetworks/[^/]+/subnets/[^/]+$", endpoint.subnet_resource_id))])
+    error_message = "aml_private_endpoints: each subnet_resource_id must be a full subnet ID: /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Data, registry and key vault
+# ---------------------------------------------------------------------------------------------
+
+variable "storage_replication_type" {
+  type        = string
+  description = "Replication of the workspace storage account: `GRS` (default), `RAGRS`, `GZRS`, `RAGZRS`, `ZRS` or `LRS`."
+  default     = "GRS"
+
+  validation {
+    condition     = contains(["LRS", "ZRS", "GRS", "RAGRS", "GZRS", "RAGZRS"], var.storage_replication_type)
+    error_message = "storage_replication_type must be one of LRS, ZRS, GRS, RAGRS, GZRS, RAGZRS (upper case)."
+  }
+}
+
+variable "container_registry_sku" {
+  type        = string
+  description = "Azure Container Registry tier: `Basic`, `Standard` (default) or `Premium`."
+  default     = "Standard"
+
+  validation {
+    condition     = contains(["Basic", "Standard", "Premium"], var.container_registry_sku)
+    error_message = "container_registry_sku must be \"Basic\", \"Standard\" or \"Premium\" (capitalised)."
+  }
+}
+
+variable "key_vault_soft_delete_retention_days" {
+  type        = number
+  description = "Days a deleted key vault (and its secrets) can be recovered (7 to 90)."
+  default     = 90
+
+  validation {
+    condition     = var.key_vault_soft_delete_retention_days >= 7 && var.key_vault_soft_delete_retention_days <= 90 && floor(var.key_vault_soft_delete_retention_days) == var.key_vault_soft_delete_retention_days
+    error_message = "key_vault_soft_delete_retention_days must be a whole number from 7 to 90."
+  }
+}
+
+variable "log_retention_days" {
+  type        = number
+  description = "Retention of the Log Analytics workspace and Application Insights data, in days (30 to 730)."
+  default     = 30
+
+  validation {
+    condition     = var.log_retention_days >= 30 && var.log_retention_days <= 730 && floor(var.log_retention_days) == var.log_retention_days
+    error_message = "log_retention_days must be a whole number from 30 to 730."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Azure ML compute
+# ---------------------------------------------------------------------------------------------
+
+variable "gpu_cluster_vm_size" {
+  type        = string
+  description = "VM size of the GPU training cluster. Default `Standard_NC4as_T4_v3` (1 x T4); larger: `Standard_NC8as_T4_v3`, `Standard_NC24ads_A100_v4`."
+  default     = "Standard_NC4as_T4_v3"
+
+  validation {
+    condition     = can(regex("^Standard_N(C|D|G|V)[0-9]+[a-z]*(_[A-Z][A-Z0-9]*)?(_v[0-9]+)?$", var.gpu_cluster_vm_size))
+    error_message = "gpu_cluster_vm_size must be a GPU size (N-series: NC, ND, NG or NV), such as \"Standard_NC4as_T4_v3\" or \"Standard_NC24ads_A100_v4\"."
+  }
+
+  validation {
+    condition     = !can(regex("^Standard_(NC[0-9]+r?s_v[23]|NC[0-9]+r?|ND[0-9]+r?s|NV[0-9]+)$", var.gpu_cluster_vm_size))
+    error_message = "gpu_cluster_vm_size names a retired size: NCv3 (e.g. Standard_NC6s_v3) was retired on 2025-09-30, NC/NCv2/ND/NV v1 before that. Use Standard_NC4as_T4_v3 (T4) or an NC A100 v4 size."
+  }
+}
+
+variable "gpu_cluster_max_nodes" {
+  type        = number
+  description = "Maximum number of GPU nodes (1 to 100). The cluster scales to 0 when idle."
+  default     = 2
+
+  validation {
+    condition     = var.gpu_cluster_max_nodes >= 1 && var.gpu_cluster_max_nodes <= 100 && floor(var.gpu_cluster_max_nodes) == var.gpu_cluster_max_nodes
+    error_message = "gpu_cluster_max_nodes must be a whole number from 1 to 100 (check your NCasT4_v3 vCPU quota: 4 vCPUs per node)."
+  }
+}
+
+variable "gpu_cluster_low_priority_enabled" {
+  type        = bool
+  description = "Use low-priority (pre-emptible, much cheaper) GPU nodes instead of dedicated ones."
+  default     = false
+}
+
+variable "cpu_cluster_vm_size" {
+  type        = string
+  description = "VM size of the small CPU cluster used for data preparation, evaluation and environment image builds."
+  default     = "Standard_D4s_v5"
+
+  validation {
+    condition     = can(regex("^Standard_(D|DS|E|F)[0-9]+[a-z]*(_v[2-6])?$", var.cpu_cluster_vm_size))
+    error_message = "cpu_cluster_vm_size must be a general-purpose D/DS/E/F size such as \"Standard_D4s_v5\", \"Standard_D4as_v5\" or \"Standard_DS3_v2\"."
+  }
+}
+
+variable "cpu_cluster_max_nodes" {
+  type        = number
+  description = "Maximum number of CPU nodes (1 to 20). The cluster scales to 0 when idle."
+  default     = 2
+
+  validation {
+    condition     = var.cpu_cluster_max_nodes >= 1 && var.cpu_cluster_max_nodes <= 20 && floor(var.cpu_cluster_max_nodes) == var.cpu_cluster_max_nodes
+    error_message = "cpu_cluster_max_nodes must be a whole number from 1 to 20."
+  }
+}
+
+variable "cluster_idle_minutes_before_scale_down" {
+  type        = number
+  description = "Minutes an idle node waits before both clusters scale it down (2 to 1440)."
+  default     = 15
+
+  validation {
+    condition     = var.cluster_idle_minutes_before_scale_down >= 2 && var.cluster_idle_minutes_before_scale_down <= 1440 && floor(var.cluster_idle_minutes_before_scale_down) == var.cluster_idle_minutes_before_scale_down
+    error_message = "cluster_idle_minutes_before_scale_down must be a whole number of minutes from 2 to 1440."
+  }
+}
+
+variable "model_name" {
+  type        = string
+  description = "Name of the registered model in the Azure ML registry (and the local registry)."
+  default     = "ppe-hardhat-yolov3"
+
+  validation {
+    condition     = can(regex("^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$", var.model_name))
+    error_message = "model_name must start with a letter or digit and contain only letters, digits, '-', '_' and '.' (at most 255 characters)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# IoT
+# ---------------------------------------------------------------------------------------------
+
+variable "iothub_sku_name" {
+  type        = string
+  description = "IoT Hub tier: `S1` (default), `S2`, `S3` or `F1` (free, one per subscription). Basic tiers do not support IoT Edge."
+  default     = "S1"
+
+  validation {
+    condition     = contains(["F1", "S1", "S2", "S3"], var.iothub_sku_name)
+    error_message = "iothub_sku_name must be F1, S1, S2 or S3; the Basic tiers (B1-B3) have no IoT Edge support."
+  }
+}
+
+variable "iothub_capacity" {
+  type        = number
+  description = "Number of IoT Hub units (1 to 200; F1 allows exactly 1)."
+  default     = 1
+
+  validation {
+    condition     = var.iothub_capacity >= 1 && var.iothub_capacity <= 200 && floor(var.iothub_capacity) == var.iothub_capacity
+    error_message = "iothub_capacity must be a whole number from 1 to 200."
+  }
+}
+
+variable "dps_enabled" {
+  type        = bool
+  description = "Create an IoT Hub Device Provisioning Service linked to the hub, for zero-touch device enrolment."
+  default     = false
+}
+
+variable "edge_image_repositories" {
+  type        = list(string)
+  description = "Registry repositories the edge devices' pull-only token may read. A trailing `/*` grants a whole namespace (the default `edge/*` covers every image pushed as `<registry>/edge/<module>`)."
+  default     = ["edge/*"]
+  nullable    = false
+
+  validation {
+    condition     = length(var.edge_image_repositories) >= 1 && alltrue([for repository in var.edge_image_repositories : can(regex("^[a-z0-9]+([._/-][a-z0-9]+)*(/\\*)?$", repository))])
+    error_message = "edge_image_repositories must list at least one lower-case repository name such as \"edge/scorer\" or a namespace such as \"edge/*\"."
+  }
+}
+
+variable "edge_registry_password_rotation_days" {
+  type        = number
+  description = "Lifetime of the edge registry token password in days (1 to 365); the next apply after it expires creates a new one and updates the key vault secret."
+  default     = 90
+
+  validation {
+    condition     = var.edge_registry_password_rotation_days >= 1 && var.edge_registry_password_rotation_days <= 365 && floor(var.edge_registry_password_rotation_days) == var.edge_registry_password_rotation_days
+    error_message = "edge_registry_password_rotation_days must be a whole number from 1 to 365."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Azure DevOps
+# ---------------------------------------------------------------------------------------------
+
+variable "ado_org_service_url" {
+  type        = string
+  description = "URL of the Azure DevOps organisation, `https://dev.azure.com/<organisation>`."
+
+  validation {
+    condition     = can(regex("^https://dev\\.azure\\.com/[A-Za-z0-9][A-Za-z0-9-]{0,48}[A-Za-z0-9]?/?$", var.ado_org_service_url))
+    error_message = "ado_org_service_url must look like https://dev.azure.com/<organisation> (letters, digits and hyphens)."
+  }
+}
+
+variable "ado_project_name" {
+  type        = string
+  description = "Name of the Azure DevOps project to create."
+  default     = "ppe-hardhat-mlops"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}[A-Za-z0-9_-]$", var.ado_project_name))
+    error_message = "ado_project_name must be 2 to 64 characters: letters, digits, spaces, '.', '_' and '-', not starting with '.', '_' or '-' and not ending with '.' or a space."
+  }
+}
+
+variable "ado_repository_name" {
+  type        = string
+  description = "Name of the Azure Repos git repository that holds this template and the pipelines."
+  default     = "ppe-hardhat"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", var.ado_repository_name))
+    error_message = "ado_repository_name must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit."
+  }
+}
+
+variable "ado_repository_import_url" {
+  type        = string
+  description = "HTTPS clone URL of a public git repository to import into the new Azure Repos repository (for example your fork of this template). Null: the repository starts empty and you push to it."
+  default     = null
+
+  validation {
+    condition     = var.ado_repository_import_url == null ? true : can(regex("^https://[^\\s/]+/\\S+$", var.ado_repository_import_url))
+    error_message = "ado_repository_import_url must be an https:// clone URL (or null to start with an empty repository)."
+  }
+}
+
+variable "ado_default_branch" {
+  type        = string
+  description = "Default branch of the repository, as a full ref. Pipelines, branch policy and the service connection's branch check use it."
+  default     = "refs/heads/main"
+
+  validation {
+    condition     = can(regex("^refs/heads/[A-Za-z0-9._/-]+$", var.ado_default_branch))
+    error_message = "ado_default_branch must be a full ref such as \"refs/heads/main\"."
+  }
+}
+
+variable "ado_production_approver_ids" {
+  type        = list(string)
+  description = "IDs (GUIDs) of the Azure DevOps users or groups that approve deployments to the `production` environment (`az devops user show --user <email> --query id`, or a group's origin ID)."
+  nullable    = false
+
+  validation {
+    condition     = length(var.ado_production_approver_ids) >= 1 && alltrue([for id in var.ado_production_approver_ids : can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", id))])
+    error_message = "ado_production_approver_ids must list at least one user or group ID, each a GUID; production deployments need an approver."
+  }
+}
+
+variable "ado_minimum_reviewers" {
+  type        = number
+  description = "Reviewers a pull request into the default branch needs (1 to 10)."
+  default     = 2
+
+  validation {
+    condition     = var.ado_minimum_reviewers >= 1 && var.ado_minimum_reviewers <= 10 && floor(var.ado_minimum_reviewers) == var.ado_minimum_reviewers
+    error_message = "ado_minimum_reviewers must be a whole number from 1 to 10."
+  }
+}
