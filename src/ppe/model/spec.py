@@ -103,9 +103,7 @@ class YoloSpec:
             raise ValueError(f"class names must be non-empty strings, got {self.class_names!r}")
         if len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"class names must be unique, got {self.class_names!r}")
-        if not self.anchors or any(
-            len(anchor) != 2 or min(anchor) <= 0 for anchor in self.anchors
-        ):
+        if not self.anchors or any(len(anchor) != 2 or min(anchor) <= 0 for anchor in self.anchors):
             raise ValueError(f"anchors must be positive (width, height) pairs, got {self.anchors}")
         expected_scales = len(STRIDES[self.architecture])
         if len(self.masks) != expected_scales:

@@ -67,9 +67,7 @@ def _conv_unit(
     return layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"{name}_leaky")(x)
 
 
-def _output_unit(
-    x: keras.KerasTensor, spec: YoloSpec, stride: int, grid: int
-) -> keras.KerasTensor:
+def _output_unit(x: keras.KerasTensor, spec: YoloSpec, stride: int, grid: int) -> keras.KerasTensor:
     """1x1 linear convolution with bias, reshaped to ``(grid, grid, anchors, 5 + classes)``.
 
     Channel ``a * (5 + C) + k`` becomes ``[..., a, k]``: Darknet's channel layout.

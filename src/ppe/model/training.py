@@ -1,0 +1,138 @@
+"""``model.fit``-ready YOLOv3 training wrapper.
+
+:class:`YoloTrainer` wraps the inference model from :func:`ppe.model.yolov3.build_model` and
+consumes batches ``(images, targets)``:
+
+* ``images``: float32 ``(B, S, S, 3)`` RGB in [0, 1], letterboxed to ``S = spec.image_size``;
+* ``targets``: the :func:`ppe.model.targets.encode_targets` dictionary after ``batch()``:
+  ``{"stride_32": (B, g, g, A, 6), ..., "boxes": (B, max_boxes, 4)}``.
+
+Weight decay is decoupled (AdamW, see :func:`make_optimizer`), not a ``kernel_regularizer``:
+with Adam an L2 term in the loss is rescaled per weight by the adaptive step and decays far less
+than intended, and keeping it out of the model leaves the saved inference model free of
+training-only settings. Batch-norm parameters and biases are not decayed. If the wrapped model
+does carry regularisation losses they are still added (scaled for the replicas).
+
+Under ``tf.distribute`` each replica sums its per-image losses and divides by the GLOBAL batch
+size (``tf.nn.compute_average_loss``), so gradients summed over replicas equal the gradient of
+the global-batch mean. The reported metrics (``loss``, ``box_loss``, ``obj_loss``,
+``cls_loss``) are per-image means over all replicas. Model outputs are cast to float32 before
+the loss (mixed precision), and the optimizer's loss scaling is applied when Keras wraps it in a
+``LossScaleOptimizer``. A non-finite loss is reported as is (for ``TerminateOnNaN``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from ppe.model.loss import DEFAULT_IGNORE_THRESHOLD, yolo_loss
+from ppe.model.spec import YoloSpec
+
+logger = logging.getLogger(__name__)
+
+#: Variables matching these names are excluded from weight decay.
+NO_DECAY_NAMES: tuple[str, ...] = ("gamma", "beta", "bias")
+_PARTS: tuple[tuple[str, str], ...] = (
+    ("total", "loss"),
+    ("box", "box_loss"),
+    ("obj", "obj_loss"),
+    ("cls", "cls_loss"),
+)
+
+
+def make_optimizer(
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
+    weight_decay: float = 5e-4,
+    **kwargs: Any,
+) -> keras.optimizers.AdamW:
+    """AdamW with decoupled weight decay on convolution kernels only.
+
+    Args:
+        learning_rate: a float or a Keras schedule.
+        weight_decay: decoupled decay coefficient (Darknet uses 5e-4 as its L2 ``decay``).
+        **kwargs: passed to ``keras.optimizers.AdamW`` (e.g. ``clipnorm``).
+
+    Returns:
+        The optimizer; batch-norm ``gamma``/``beta`` and biases are excluded from the decay.
+    """
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=learning_rate, weight_decay=weight_decay, **kwargs
+    )
+    optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
+    return optimizer
+
+
+class YoloTrainer(keras.Model):  # type: ignore[misc]
+    """Trains an inference model with the YOLOv3 loss through ``compile``/``fit``/``evaluate``.
+
+    Create and compile it inside ``strategy.scope()`` when distributing. Only the wrapped
+    ``detector`` is meant to be saved (:func:`ppe.model.bundle.save_model_dir`); the trainer
+    itself is a training harness.
+
+    Args:
+        detector: model from :func:`ppe.model.yolov3.build_model` for ``spec``.
+        spec: its spec.
+        ignore_threshold: see :func:`ppe.model.loss.scale_loss`.
+        **kwargs: passed to ``keras.Model``.
+    """
+
+    def __init__(
+        self,
+        detector: keras.Model,
+        spec: YoloSpec,
+        ignore_threshold: float = DEFAULT_IGNORE_THRESHOLD,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.detector = detector
+        self.spec = spec
+        self.ignore_threshold = float(ignore_threshold)
+        self._trackers = {part: keras.metrics.Mean(name=name) for part, name in _PARTS}
+
+    def call(self, inputs: tf.Tensor, training: bool = False) -> list[tf.Tensor]:
+        """Raw head outputs of the wrapped detector (see ``build_model``)."""
+        outputs: list[tf.Tensor] = self.detector(inputs, training=training)
+        return outputs
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        """The loss trackers, reset by Keras at the start of every epoch."""
+        return list(self._trackers.values())
+
+    def _loss_parts(self, data: Any, training: bool) -> dict[str, tf.Tensor]:
+        images, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if targets is None:
+            raise ValueError("YoloTrainer batches must be (images, targets) pairs")
+        outputs = self(images, training=training)
+        return yolo_loss(outputs, targets, self.spec, self.ignore_threshold)
+
+    def _objective(self, parts: dict[str, tf.Tensor]) -> tf.Tensor:
+        # Sum over this replica's images divided by the global batch size.
+        loss = tf.nn.compute_average_loss(parts["total"])
+        if self.detector.losses:
+            loss += tf.nn.scale_regularization_loss(tf.add_n(self.detector.losses))
+        return loss
+
+    def _update_metrics(self, parts: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        for part, tracker in self._trackers.items():
+            tracker.update_state(parts[part])
+        return {tracker.name: tracker.result() for tracker in self._trackers.values()}
+
+    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
+        """One optimisation step on a batch ``(images, targets)``; returns the metric values."""
+        with tf.GradientTape() as tape:
+            parts = self._loss_parts(data, training=True)
+            loss = self._objective(parts)
+            scaled_loss = self.optimizer.scale_loss(loss)
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled_loss, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        return self._update_metrics(parts)
+
+    def test_step(self, data: Any) -> dict[str, tf.Tensor]:
+        """Loss parts on a validation batch ``(images, targets)`` (inference-mode batch norm)."""
+        return self._update_metrics(self._loss_parts(data, training=False))
