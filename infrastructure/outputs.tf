@@ -62,6 +62,11 @@ output "iothub_hostname" {
   value       = module.edge.iothub_hostname
 }
 
+output "dps_name" {
+  description = "Name of the Device Provisioning Service (null unless dps_enabled)."
+  value       = module.edge.dps_name
+}
+
 output "dps_id_scope" {
   description = "ID scope of the Device Provisioning Service (null unless dps_enabled)."
   value       = module.edge.dps_id_scope

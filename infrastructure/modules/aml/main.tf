@@ -14,6 +14,7 @@ resource "azurerm_user_assigned_identity" "compute" {
 resource "azurerm_machine_learning_workspace" "this" {
   #checkov:skip=CKV_AZURE_144:Public access is a variable (public_network_access_enabled); the quick start needs it for laptops and hosted agents, production sets false with private_endpoints.
   #checkov:skip=CKV2_AZURE_49:Same switch as CKV_AZURE_144; the managed network isolates compute outbound traffic.
+  #checkov:skip=CKV2_AZURE_50:The default datastore's account keeps public network access for hosted agents and laptops (see its skips); blobs are never anonymous and access is RBAC-scoped.
   name                          = var.workspace_name
   location                      = var.location
   resource_group_name           = var.resource_group_name

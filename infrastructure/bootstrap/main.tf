@@ -1,0 +1,75 @@
+data "azurerm_client_config" "current" {}
+
+locals {
+  tags = merge(var.tags, {
+    workload   = "terraform-state"
+    managed-by = "terraform"
+  })
+  container_name = "tfstate"
+}
+
+resource "azurerm_resource_group" "state" {
+  name     = var.resource_group_name
+  location = var.location
+  tags     = local.tags
+}
+
+resource "azurerm_storage_account" "state" {
+  #checkov:skip=CKV_AZURE_35:The firewall denies by default as soon as allowed_ip_ranges is set; hosted agents have no fixed addresses, and access needs Entra ID (shared keys are off).
+  #checkov:skip=CKV_AZURE_59:Hosted Azure DevOps agents reach the state over the internet; shared keys and anonymous access are disabled, so only Entra principals with a data role get in.
+  #checkov:skip=CKV2_AZURE_33:A private endpoint would need self-hosted agents inside a virtual network.
+  #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys; a customer-managed key would need a key vault that itself needs state.
+  #checkov:skip=CKV_AZURE_33:No queues are used.
+  name                            = var.storage_account_name
+  location                        = azurerm_resource_group.state.location
+  resource_group_name             = azurerm_resource_group.state.name
+  account_kind                    = "StorageV2"
+  account_tier                    = "Standard"
+  account_replication_type        = "GRS"
+  min_tls_version                 = "TLS1_2"
+  https_traffic_only_enabled      = true
+  allow_nested_items_to_be_public = false
+  shared_access_key_enabled       = false
+  default_to_oauth_authentication = true
+  local_user_enabled              = false
+  public_network_access_enabled   = true
+  tags                            = local.tags
+
+  blob_properties {
+    versioning_enabled = true
+
+    delete_retention_policy {
+      days = 30
+    }
+
+    container_delete_retention_policy {
+      days = 30
+    }
+  }
+
+  sas_policy {
+    expiration_period = "0.01:00:00"
+    expiration_action = "Block"
+  }
+
+  network_rules {
+    default_action = length(var.allowed_ip_ranges) > 0 ? "Deny" : "Allow"
+    bypass         = ["AzureServices"]
+    ip_rules       = [for range in var.allowed_ip_ranges : trimsuffix(range, "/32")]
+  }
+}
+
+resource "azurerm_storage_container" "state" {
+  #checkov:skip=CKV2_AZURE_21:The state account has no Log Analytics workspace to send blob read logs to; access is Entra ID only (shared keys off) and shows in the Entra sign-in and activity logs.
+  name                  = local.container_name
+  storage_account_id    = azurerm_storage_account.state.id
+  container_access_type = "private"
+}
+
+# Whoever runs the bootstrap can read and write the state with Entra ID (use_azuread_auth).
+resource "azurerm_role_assignment" "state_owner" {
+  scope                = azurerm_storage_account.state.id
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = data.azurerm_client_config.current.object_id
+  description          = "Terraform state read/write for the identity that ran the bootstrap."
+}
