@@ -1,0 +1,387 @@
+"""Champion/challenger gate: decide from two ``metrics.json`` files whether to promote a model.
+
+The rule: promote the challenger only if its score (``gate.metric``, mAP@0.5) is at least the
+champion's plus ``gate.margin``. The first model (no champion) is promoted. With a positive
+margin a tie is not promoted. With ``margin == 0`` the rule reads "no worse than the champion",
+so a tie **is** promoted: the newer model (current code, current data) replaces an equally good
+one, which keeps the registry moving; users who want "strictly better" set a small positive
+margin. A challenger whose evaluation is missing, failed or non-finite (NaN, inf) is never
+promoted. Both scores must come from the same data (``data_hash``), the same ``split`` and the
+same evaluation ``thresholds``; otherwise the comparison is refused, unless a
+``champion_evaluator`` is given that re-evaluates the champion on the challenger's data.
+
+The ``metrics.json`` fields read here: ``map50`` (the metric), ``ap`` (per class), ``data_hash``,
+``split``, ``model_hash``, ``thresholds``; optionally ``status`` (anything other than ``"ok"``
+marks a failed evaluation) and ``error``.
+
+``ppe gate`` writes ``gate.json`` atomically and exits 0 whether or not it promotes (the decision
+is data); it exits non-zero only on errors. This module imports nothing heavy at top level (the
+CLI imports it at start-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ppe.config import add_config_arguments, load_config
+from ppe.errors import PpeError
+
+logger = logging.getLogger(__name__)
+
+GATE_SCHEMA_VERSION = 1
+REQUIRED_FIELDS = ("map50", "ap", "data_hash", "split", "model_hash", "thresholds")
+# Scores closer than this count as equal when checking "challenger >= champion + margin", so that
+# float rounding of the sum cannot flip a decision that is exactly on the boundary.
+_ROUNDING = 1e-12
+
+ChampionEvaluator = Callable[[], Mapping[str, Any]]
+
+
+class GateError(PpeError):
+    """The gate cannot compare the two models (bad or incomparable metrics files)."""
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """What the gate decided and why; written as ``gate.json``.
+
+    Attributes:
+        promote: Whether the challenger becomes the champion.
+        reason: One sentence explaining the decision.
+        rule: The rule in words.
+        metric: The compared metric (a ``metrics.json`` key).
+        margin: The required improvement over the champion.
+        challenger_score: The challenger's metric, None when its evaluation is missing or failed.
+        champion_score: The champion's metric, None when there is no champion.
+        data_hash: The evaluation data's content hash (the challenger's).
+        split: The evaluated split.
+        challenger_model_hash: The challenger's model hash.
+        champion_model_hash: The champion's model hash, None when there is no champion.
+        champion_reevaluated: Whether the champion was re-evaluated through the hook.
+    """
+
+    promote: bool
+    reason: str
+    rule: str
+    metric: str
+    margin: float
+    challenger_score: float | None
+    champion_score: float | None
+    data_hash: str | None
+    split: str | None
+    challenger_model_hash: str | None
+    champion_model_hash: str | None
+    champion_reevaluated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form (with a schema version)."""
+        return {"schema_version": GATE_SCHEMA_VERSION, **asdict(self)}
+
+
+def rule_text(metric: str, margin: float) -> str:
+    """The promotion rule in words."""
+    tie = (
+        "a tie is not promoted"
+        if margin > 0
+        else "a tie is promoted (margin 0 means no worse than the champion)"
+    )
+    return (
+        f"promote if challenger {metric} >= champion {metric} + {margin:g}; "
+        f"the first model is promoted; {tie}; a missing, failed or non-finite evaluation is "
+        "never promoted"
+    )
+
+
+def _score(metrics: Mapping[str, Any], metric: str) -> float | None:
+    """The metric as a finite float, or None when it is missing, failed or not finite."""
+    status = metrics.get("status", "ok")
+    if status != "ok":
+        return None
+    value = metrics.get(metric)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _failure_reason(metrics: Mapping[str, Any] | None, metric: str) -> str:
+    if metrics is None:
+        return "the challenger has no evaluation (metrics file missing)"
+    status = metrics.get("status", "ok")
+    if status != "ok":
+        detail = metrics.get("error")
+        return f"the challenger's evaluation did not succeed (status {status!r}" + (
+            f": {detail})" if detail else ")"
+        )
+    return f"the challenger's {metric} is {metrics.get(metric)!r}, not a finite number"
+
+
+def _mismatches(challenger: Mapping[str, Any], champion: Mapping[str, Any]) -> list[str]:
+    out = []
+    for key in ("data_hash", "split", "thresholds"):
+        if challenger.get(key) != champion.get(key):
+            out.append(f"{key} {champion.get(key)!r} (champion) vs {challenger.get(key)!r}")
+    return out
+
+
+def decide(
+    challenger: Mapping[str, Any] | None,
+    champion: Mapping[str, Any] | None,
+    *,
+    margin: float,
+    metric: str = "map50",
+    champion_evaluator: ChampionEvaluator | None = None,
+) -> GateDecision:
+    """Decide whether the challenger replaces the champion (a pure function of its inputs).
+
+    Args:
+        challenger: The challenger's ``metrics.json`` content, or None when the evaluation is
+            missing.
+        champion: The champion's ``metrics.json`` content, or None when there is no champion.
+        margin: Required improvement (``>= 0``), e.g. 0.005 = half a mAP point.
+        metric: The metrics key compared (``map50``).
+        champion_evaluator: Called (once) when the champion's metrics were computed on other
+            data, split or thresholds; it must return the champion's metrics on the
+            challenger's data. Without it such a comparison is refused.
+
+    Returns:
+        The :class:`GateDecision`.
+
+    Raises:
+        GateError: Negative margin, champion metrics on other data/split/thresholds (and no
+            evaluator, or the evaluator's result still differs), or a champion score that is not
+            a finite number.
+    """
+    if not margin >= 0 or not math.isfinite(margin):
+        raise GateError(f"gate margin must be a finite number >= 0, got {margin!r}")
+    rule = rule_text(metric, margin)
+
+    def _decision(promote: bool, reason: str, **fields: Any) -> GateDecision:
+        values: dict[str, Any] = {
+            "challenger_score": None,
+            "champion_score": None,
+            "data_hash": challenger.get("data_hash") if challenger else None,
+            "split": challenger.get("split") if challenger else None,
+            "challenger_model_hash": challenger.get("model_hash") if challenger else None,
+            "champion_model_hash": champion.get("model_hash") if champion else None,
+        }
+        values.update(fields)
+        return GateDecision(
+            promote=promote, reason=reason, rule=rule, metric=metric, margin=margin, **values
+        )
+
+    challenger_score = _score(challenger, metric) if challenger is not None else None
+    if challenger_score is None:
+        reason = f"Not promoted: {_failure_reason(challenger, metric)}."
+        logger.warning("%s", reason)
+        return _decision(False, reason)
+
+    if champion is None:
+        reason = (
+            f"Promoted: there is no champion yet, so the first model "
+            f"({metric} {challenger_score:.4f}) becomes the champion."
+        )
+        return _decision(True, reason, challenger_score=challenger_score)
+
+    assert challenger is not None  # for type checkers: a score implies metrics
+    reevaluated = False
+    mismatches = _mismatches(challenger, champion)
+    if mismatches:
+        if champion_evaluator is None:
+            raise GateError(
+                "the champion's metrics were computed on different data or settings ("
+                + "; ".join(mismatches)
+                + "): the scores are not comparable. Re-evaluate the champion on the same data "
+                "(`ppe evaluate` with the champion model on this data and split) and pass that "
+                "metrics.json as --champion"
+            )
+        logger.info("champion metrics differ (%s): re-evaluating the champion", mismatches)
+        champion = dict(champion_evaluator())
+        reevaluated = True
+        still = _mismatches(challenger, champion)
+        if still:
+            raise GateError(
+                "the champion re-evaluation still differs from the challenger's evaluation ("
+                + "; ".join(still)
+                + "); fix the evaluator so it uses the challenger's data, split and thresholds"
+            )
+
+    champion_score = _score(champion, metric)
+    if champion_score is None:
+        raise GateError(
+            f"the champion's {metric} is {champion.get(metric)!r} (status "
+            f"{champion.get('status', 'ok')!r}), not a finite number; re-evaluate the champion"
+        )
+    delta = challenger_score - champion_score
+    # margin > 0: strictly better by at least the margin (a tie never passes);
+    # margin == 0: no worse than the champion (a tie passes).
+    promote = (delta > 0 and delta >= margin - _ROUNDING) if margin > 0 else delta >= -_ROUNDING
+    if promote:
+        reason = (
+            f"Promoted: challenger {metric} {challenger_score:.4f} >= champion "
+            f"{champion_score:.4f} + margin {margin:g}."
+        )
+    elif delta == 0 or abs(delta) <= _ROUNDING:
+        reason = (
+            f"Not promoted: challenger {metric} {challenger_score:.4f} ties the champion, and "
+            f"a tie does not beat the margin {margin:g}."
+        )
+    else:
+        reason = (
+            f"Not promoted: challenger {metric} {challenger_score:.4f} < champion "
+            f"{champion_score:.4f} + margin {margin:g}."
+        )
+    return GateDecision(
+        promote=promote,
+        reason=reason,
+        rule=rule,
+        metric=metric,
+        margin=margin,
+        challenger_score=challenger_score,
+        champion_score=champion_score,
+        data_hash=challenger.get("data_hash"),
+        split=challenger.get("split"),
+        challenger_model_hash=challenger.get("model_hash"),
+        champion_model_hash=champion.get("model_hash"),
+        champion_reevaluated=reevaluated,
+    )
+
+
+def read_metrics(path: Path, role: str) -> dict[str, Any]:
+    """Read and check a ``metrics.json``.
+
+    A failed evaluation (``status`` other than ``ok``) may lack the score fields; a successful
+    one must have all of ``map50, ap, data_hash, split, model_hash, thresholds``.
+
+    Args:
+        path: The file.
+        role: ``challenger`` or ``champion`` (for messages).
+
+    Returns:
+        The parsed mapping.
+
+    Raises:
+        GateError: The file is missing, not JSON, not an object, or lacks required fields.
+    """
+    if not path.is_file():
+        raise GateError(f"{role} metrics {path}: no such file; run `ppe evaluate` first")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise GateError(
+            f"{role} metrics {path}: not valid JSON ({error}); re-run `ppe evaluate`"
+        ) from None
+    if not isinstance(data, dict):
+        raise GateError(f"{role} metrics {path}: expected a JSON object, got {type(data).__name__}")
+    if data.get("status", "ok") == "ok":
+        missing = [key for key in REQUIRED_FIELDS if key not in data]
+        if missing:
+            raise GateError(
+                f"{role} metrics {path}: missing {', '.join(missing)}; it must come from "
+                "`ppe evaluate` (fields map50, ap, data_hash, split, model_hash, thresholds)"
+            )
+    return data
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> Path:
+    """Write JSON to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=False, allow_nan=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def run_gate(
+    challenger_path: Path,
+    champion_path: Path | None,
+    out: Path,
+    *,
+    margin: float,
+    metric: str = "map50",
+    champion_evaluator: ChampionEvaluator | None = None,
+) -> GateDecision:
+    """Read the metrics files, decide, and write ``gate.json``.
+
+    If the challenger's metrics file is missing or unreadable, a ``gate.json`` with
+    ``promote: false`` is still written (so no stale decision is left behind for ``ppe
+    register``) and the error is raised.
+
+    Args:
+        challenger_path: The challenger's ``metrics.json``.
+        champion_path: The champion's ``metrics.json``; None when there is no champion.
+        out: Where to write ``gate.json``.
+        margin: See :func:`decide`.
+        metric: See :func:`decide`.
+        champion_evaluator: See :func:`decide`.
+
+    Returns:
+        The decision.
+
+    Raises:
+        GateError: As :func:`read_metrics` and :func:`decide`.
+    """
+    try:
+        challenger = read_metrics(challenger_path, "challenger")
+    except GateError as error:
+        decision = decide(None, None, margin=margin, metric=metric)
+        failed = GateDecision(**{**asdict(decision), "reason": f"Not promoted: {error}."})
+        write_json_atomic(out, failed.to_dict())
+        raise
+    champion = read_metrics(champion_path, "champion") if champion_path is not None else None
+    decision = decide(
+        challenger, champion, margin=margin, metric=metric, champion_evaluator=champion_evaluator
+    )
+    write_json_atomic(out, decision.to_dict())
+    logger.info("%s (written to %s)", decision.reason, out)
+    return decision
+
+
+def _command(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    run_gate(
+        Path(args.challenger),
+        Path(args.champion) if args.champion else None,
+        Path(args.out),
+        margin=config.gate.margin,
+        metric=config.gate.metric,
+    )
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``ppe gate`` to the CLI."""
+    parser = subparsers.add_parser(
+        "gate",
+        help="champion/challenger decision from two metrics.json files",
+        description=(
+            "Compare the challenger's metrics.json with the champion's and write gate.json "
+            "(promote true/false and why). Exit status 0 whether or not it promotes."
+        ),
+    )
+    parser.add_argument("--challenger", required=True, metavar="METRICS_JSON")
+    parser.add_argument(
+        "--champion",
+        metavar="METRICS_JSON",
+        help="the champion's metrics on the same data and split (omit when there is no champion)",
+    )
+    parser.add_argument("--out", required=True, metavar="GATE_JSON")
+    add_config_arguments(parser)
+    parser.set_defaults(func=_command)

@@ -1,0 +1,263 @@
+"""``ppe register`` and ``ppe models list|show|download``.
+
+``ppe register`` registers **every** evaluated candidate, promoted or not, so each one stays
+traceable (its version carries map50, data_hash, config_hash, git_commit and run_id tags, and the
+gate's verdict as a property), as Azure ML users expect; the champion marker moves only when
+``gate.json`` says ``promote: true``. Before moving it, the command checks that the champion the
+gate compared against is still the champion (another run may have promoted a model since), and
+refuses otherwise.
+
+Only the standard library and ``ppe.config``/``ppe.errors`` are imported at top level: the CLI
+imports this module at start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ppe.config import Config, add_config_arguments, load_config
+from ppe.errors import ConfigError, PpeError
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
+
+
+def _read_json(path: Path, what: str, fix: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise PpeError(f"{what} {path}: no such file; {fix}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PpeError(f"{what} {path}: not valid JSON ({error}); {fix}") from None
+    if not isinstance(data, dict):
+        raise PpeError(f"{what} {path}: expected a JSON object; {fix}")
+    return data
+
+
+def _git_commit() -> str:
+    """The current git commit (entry-point convenience), or ``unknown`` outside a checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return UNKNOWN
+    return result.stdout.strip() or UNKNOWN
+
+
+def _ml_client_from_environment() -> Any:
+    """An MLClient for the workspace named in the environment (written by Terraform's .env)."""
+    names = ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME")
+    values = {name: os.environ.get(name, "") for name in names}
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise ConfigError(
+            f"registry.backend is 'azureml' but {', '.join(missing)} is not set; source the .env "
+            "written by `terraform apply`, or use --set registry.backend=local"
+        )
+    from azure.ai.ml import MLClient
+    from azure.identity import DefaultAzureCredential
+
+    return MLClient(
+        DefaultAzureCredential(),
+        subscription_id=values["AZURE_SUBSCRIPTION_ID"],
+        resource_group_name=values["AZURE_RESOURCE_GROUP"],
+        workspace_name=values["AZUREML_WORKSPACE_NAME"],
+    )
+
+
+def _registry(config: Config) -> Any:
+    from ppe.registry import get_registry
+
+    client = _ml_client_from_environment() if config.registry.backend == "azureml" else None
+    return get_registry(config, ml_client=client)
+
+
+def build_tags(
+    metrics: dict[str, Any], config_hash: str, git_commit: str, run_id: str
+) -> dict[str, str]:
+    """The tags recorded on a registered version (all strings, as Azure ML requires)."""
+    score = metrics.get("map50")
+    text = "nan"
+    if isinstance(score, int | float) and not isinstance(score, bool) and math.isfinite(score):
+        text = f"{float(score):.6f}"
+    return {
+        "map50": text,
+        "data_hash": str(metrics.get("data_hash", UNKNOWN)),
+        "config_hash": config_hash,
+        "git_commit": git_commit,
+        "run_id": run_id,
+    }
+
+
+def register_candidate(
+    registry: Any,
+    name: str,
+    model_dir: Path,
+    gate: dict[str, Any],
+    metrics: dict[str, Any],
+    *,
+    config_hash: str,
+    git_commit: str,
+    run_id: str,
+) -> Any:
+    """Register a candidate and move the champion marker if the gate promoted it.
+
+    Args:
+        registry: A :class:`ppe.registry.ModelRegistry`.
+        name: Model name.
+        model_dir: The model folder.
+        gate: ``gate.json`` content (``promote``, ``challenger_model_hash``,
+            ``champion_model_hash``, ``data_hash``).
+        metrics: The candidate's ``metrics.json`` content.
+        config_hash: Hash of the resolved config.
+        git_commit: Source commit.
+        run_id: Pipeline run id.
+
+    Returns:
+        The registered :class:`ppe.registry.ModelVersion` (champion if promoted).
+
+    Raises:
+        PpeError: gate.json and metrics.json describe different models or data, or the champion
+            changed since the gate ran (nothing is registered then).
+    """
+    promote = gate.get("promote")
+    if not isinstance(promote, bool):
+        raise PpeError("gate.json has no boolean 'promote'; re-run `ppe gate`")
+    for gate_key, metrics_key in (
+        ("challenger_model_hash", "model_hash"),
+        ("data_hash", "data_hash"),
+    ):
+        if gate.get(gate_key) is not None and gate.get(gate_key) != metrics.get(metrics_key):
+            raise PpeError(
+                f"gate.json {gate_key} {gate.get(gate_key)!r} differs from metrics.json "
+                f"{metrics_key} {metrics.get(metrics_key)!r}: they describe different runs; pass "
+                "the gate.json and metrics.json of the same run"
+            )
+    if promote:
+        current = registry.champion(name)
+        expected = gate.get("champion_model_hash")
+        current_hash = current.properties.get("model_hash") if current is not None else None
+        if (current is None) != (expected is None) or (
+            current_hash is not None and current_hash != expected
+        ):
+            raise PpeError(
+                f"the champion of {name!r} changed since the gate ran (gate compared against "
+                f"model_hash {expected!r}, the registry's champion is "
+                f"{'none' if current is None else f'version {current.version}'} with model_hash "
+                f"{current_hash!r}); re-run `ppe gate` against the current champion"
+            )
+    properties = {
+        "model_hash": str(metrics.get("model_hash", UNKNOWN)),
+        "split": str(metrics.get("split", UNKNOWN)),
+        "gate_promote": "true" if promote else "false",
+        "gate_reason": str(gate.get("reason", "")),
+    }
+    tags = build_tags(metrics, config_hash, git_commit, run_id)
+    version = registry.register(model_dir, name, tags=tags, properties=properties)
+    if promote:
+        version = registry.set_champion(name, version.version)
+        logger.info("registered %s version %d and made it the champion", name, version.version)
+    else:
+        logger.info(
+            "registered %s version %d (not promoted: the champion is unchanged)",
+            name,
+            version.version,
+        )
+    return version
+
+
+def _register_command(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    gate = _read_json(Path(args.gate), "gate file", "run `ppe gate` first")
+    metrics = _read_json(Path(args.metrics), "metrics file", "run `ppe evaluate` first")
+    model_dir = Path(args.model)
+    if not model_dir.is_dir():
+        raise PpeError(f"model folder {model_dir}: no such folder; pass the trained model folder")
+    version = register_candidate(
+        _registry(config),
+        config.registry.model_name,
+        model_dir,
+        gate,
+        metrics,
+        config_hash=config.hash(),
+        git_commit=args.git_commit or _git_commit(),
+        run_id=args.run_id or UNKNOWN,
+    )
+    sys.stdout.write(json.dumps(version.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def _version_arg(args: argparse.Namespace) -> int | str:
+    if args.version is not None:
+        if args.version < 1:
+            raise PpeError(f"--version {args.version}: versions start at 1")
+        return int(args.version)
+    return "champion"
+
+
+def _models_command(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    name = args.name or config.registry.model_name
+    registry = _registry(config)
+    if args.action == "list":
+        versions = registry.list(name)
+        sys.stdout.write(json.dumps([v.to_dict() for v in versions], indent=2) + "\n")
+        if not versions:
+            logger.info("no versions of %s registered in %r", name, registry)
+        return 0
+    if args.action == "show":
+        sys.stdout.write(
+            json.dumps(registry.get(name, _version_arg(args)).to_dict(), indent=2) + "\n"
+        )
+        return 0
+    if args.dest is None:
+        raise PpeError("ppe models download needs --dest DIR")
+    dest = registry.download(name, _version_arg(args), Path(args.dest))
+    sys.stdout.write(f"{dest}\n")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``ppe register`` and ``ppe models`` to the CLI."""
+    parser = subparsers.add_parser(
+        "register",
+        help="register a model version; mark it champion if gate.json promotes it",
+        description=(
+            "Register the model folder as the next version (always, for traceability) with tags "
+            "map50, data_hash, config_hash, git_commit, run_id; move the champion marker to it "
+            "only if gate.json says promote."
+        ),
+    )
+    parser.add_argument("--model", required=True, metavar="DIR", help="the model folder")
+    parser.add_argument("--gate", required=True, metavar="GATE_JSON")
+    parser.add_argument("--metrics", required=True, metavar="METRICS_JSON")
+    parser.add_argument("--run-id", metavar="ID", help="pipeline run id tag (default: unknown)")
+    parser.add_argument(
+        "--git-commit", metavar="SHA", help="source commit tag (default: git rev-parse HEAD)"
+    )
+    add_config_arguments(parser)
+    parser.set_defaults(func=_register_command)
+
+    models = subparsers.add_parser(
+        "models",
+        help="list, show or download registered model versions",
+        description="Inspect the model registry (config registry.backend: local or azureml).",
+    )
+    models.add_argument("action", choices=["list", "show", "download"])
+    choice = models.add_mutually_exclusive_group()
+    choice.add_argument("--champion", action="store_true", help="the champion (the default)")
+    choice.add_argument("--version", type=int, metavar="N", help="an integer version")
+    models.add_argument("--dest", metavar="DIR", help="download target (absent or empty)")
+    models.add_argument("--name", help="model name (default: config registry.model_name)")
+    add_config_arguments(models)
+    models.set_defaults(func=_models_command)
