@@ -60,7 +60,7 @@ setup-system:  ## Debian packages the tests use (mosquitto, chromium, openssl)
 setup: setup-python setup-node setup-tools setup-system  ## Everything the tests need
 
 demo: setup-python  ## Run the whole pipeline locally on the demo config
-	$(VENV)/bin/ppe pipeline run --config demo --out outputs/demo
+	$(VENV)/bin/ppe pipeline run --config demo --out outputs/runs
 
 test: setup  ## Run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)

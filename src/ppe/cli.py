@@ -23,7 +23,10 @@ logger = logging.getLogger("ppe")
 COMMAND_MODULES: tuple[str, ...] = (
     "ppe.data.commands",
     "ppe.model.commands",
-    "ppe.train",
+    "ppe.commands",
+    "ppe.edge.commands",
+    "ppe.gate",
+    "ppe.registry.commands",
 )
 
 

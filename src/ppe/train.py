@@ -1,0 +1,411 @@
+"""Training: ``model.fit`` under a ``tf.distribute`` strategy, resumable, tracked with MLflow.
+
+The same function runs on a laptop and on the Azure ML GPU cluster: the strategy comes from the
+environment (``TF_CONFIG`` set by Azure ML's TensorFlow distribution -> multi-worker; several
+local GPUs -> mirrored; otherwise the default strategy).
+
+Output folder (``--out``)::
+
+    config.yaml            the resolved config
+    dataset.json           the dataset content hash and split sizes
+    checkpoints/backup/    BackupAndRestore state (weights, optimizer, epoch): resume after a kill
+    checkpoints/epoch-NNN.weights.h5
+    tensorboard/           TensorBoard event files
+    model/                 the trained model folder (model.keras, saved_model/, model.json)
+    train.json             summary: epochs, losses, images/s, hashes, MLflow run id
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ppe.config import Config
+from ppe.errors import PpeError
+
+logger = logging.getLogger(__name__)
+
+BACKUP_DIR = Path("checkpoints") / "backup"
+SUMMARY_FILE = "train.json"
+RUN_STATE_FILE = "run_state.json"
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    model_dir: Path
+    epochs: int
+    resumed_from_epoch: int
+    history: dict[str, list[float]] = field(default_factory=dict)
+    images_per_second: float = 0.0
+    mlflow_run_id: str | None = None
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    else:
+        out[prefix] = value
+
+
+def select_strategy(environ: Mapping[str, str]) -> Any:
+    """Pick the ``tf.distribute`` strategy for this process.
+
+    Args:
+        environ: the process environment (``TF_CONFIG`` decides multi-worker training).
+
+    Returns:
+        ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names more than one worker,
+        ``MirroredStrategy`` with several local GPUs, else the default strategy.
+    """
+    import tensorflow as tf
+
+    tf_config = environ.get("TF_CONFIG")
+    if tf_config:
+        cluster = json.loads(tf_config).get("cluster", {})
+        if len(cluster.get("worker", [])) > 1:
+            logger.info(
+                "TF_CONFIG names %d workers: MultiWorkerMirroredStrategy", len(cluster["worker"])
+            )
+            return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        logger.info("%d GPUs: MirroredStrategy", len(gpus))
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _learning_rate(config: Config, steps_per_epoch: int) -> Any:
+    """Linear warm-up to ``train.learning_rate`` then cosine decay to 1% of it."""
+    import keras
+
+    total = max(1, config.train.epochs * steps_per_epoch)
+    warmup = min(total - 1, config.train.warmup_epochs * steps_per_epoch)
+    peak = config.train.learning_rate
+    if warmup <= 0:
+        return keras.optimizers.schedules.CosineDecay(peak, decay_steps=total, alpha=0.01)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak * 0.01,
+        decay_steps=total - warmup,
+        alpha=0.01,
+        warmup_target=peak,
+        warmup_steps=warmup,
+    )
+
+
+def _make_callbacks(
+    out_dir: Path, config: Config, tracker: _MlflowTracker | None
+) -> tuple[list[Any], _FiniteLossGuard]:
+    import keras
+
+    guard = _FiniteLossGuard(config)
+    callbacks: list[Any] = [
+        guard,
+        keras.callbacks.BackupAndRestore(str(out_dir / BACKUP_DIR), save_freq="epoch"),
+        keras.callbacks.ModelCheckpoint(
+            str(out_dir / "checkpoints" / "epoch-{epoch:03d}.weights.h5"), save_weights_only=True
+        ),
+        keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), update_freq="epoch"),
+    ]
+    if tracker is not None:
+        callbacks.append(tracker.callback())
+    return callbacks, guard
+
+
+class _FiniteLossGuard:
+    """Keras callback that stops at the first non-finite loss and remembers where."""
+
+    def __new__(cls, config: Config) -> Any:
+        import keras
+
+        class Guard(keras.callbacks.Callback):  # type: ignore[misc]
+            def __init__(self) -> None:
+                super().__init__()
+                self.failure: str | None = None
+                self.epoch = 0
+
+            def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                self.epoch = epoch
+
+            def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+                loss = (logs or {}).get("loss")
+                if loss is not None and not math.isfinite(float(loss)):
+                    self.failure = (
+                        f"training loss became {float(loss)} at epoch {self.epoch + 1}, batch "
+                        f"{batch + 1}: lower train.learning_rate (now "
+                        f"{config.train.learning_rate:g}) or check the boxes with `ppe data check`"
+                    )
+                    self.model.stop_training = True
+
+        return Guard()
+
+
+class _MlflowTracker:
+    """MLflow run for one training output folder; a resumed training continues the same run."""
+
+    def __init__(self, tracking_uri: str, experiment: str, out_dir: Path) -> None:
+        import mlflow
+
+        self._mlflow = mlflow
+        mlflow.set_tracking_uri(tracking_uri)
+        if mlflow.get_experiment_by_name(experiment) is None and tracking_uri.startswith("sqlite:"):
+            # Keep artifacts beside the database instead of in the current directory.
+            database = Path(tracking_uri.removeprefix("sqlite:///"))
+            mlflow.create_experiment(
+                experiment, artifact_location=(database.parent / "mlartifacts").resolve().as_uri()
+            )
+        mlflow.set_experiment(experiment)
+        state_path = out_dir / RUN_STATE_FILE
+        run_id = None
+        if state_path.is_file():
+            run_id = json.loads(state_path.read_text()).get("mlflow_run_id")
+        self.run = mlflow.start_run(run_id=run_id, run_name=out_dir.name)
+        state_path.write_text(json.dumps({"mlflow_run_id": self.run.info.run_id}))
+
+    @property
+    def run_id(self) -> str:
+        return str(self.run.info.run_id)
+
+    def log_start(self, config: Config, tags: Mapping[str, str]) -> None:
+        params: dict[str, Any] = {}
+        _flatten("", config.to_dict(), params)
+        existing = self._mlflow.get_run(self.run_id).data.params
+        self._mlflow.log_params({k: v for k, v in params.items() if k not in existing})
+        self._mlflow.set_tags(dict(tags))
+        self._mlflow.log_text(config.to_yaml(), "config.yaml")
+
+    def callback(self) -> Any:
+        import keras
+
+        mlflow = self._mlflow
+
+        class Logger(keras.callbacks.Callback):  # type: ignore[misc]
+            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                metrics = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
+                mlflow.log_metrics(metrics, step=epoch + 1)
+
+        return Logger()
+
+    def finish(self, status: str, summary: Mapping[str, Any]) -> None:
+        self._mlflow.log_dict(dict(summary), "train.json")
+        self._mlflow.end_run(status=status)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_resume(out_dir: Path, config: Config) -> None:
+    """Refuse to resume a checkpoint that was made with another config."""
+    saved = out_dir / "config.yaml"
+    if not (out_dir / BACKUP_DIR).exists() or not saved.is_file():
+        return
+    import yaml
+
+    from ppe.config import config_from_mapping
+
+    previous = config_from_mapping(yaml.safe_load(saved.read_text()), label=str(saved))
+    if previous.hash() != config.hash():
+        raise PpeError(
+            f"{out_dir} holds an unfinished training made with another config "
+            f"(hash {previous.hash()} vs {config.hash()}): use a new --out, or delete "
+            f"{out_dir / BACKUP_DIR} to start over"
+        )
+
+
+def train(
+    config: Config,
+    data_dir: Path,
+    out_dir: Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    tracking_uri: str | None = None,
+) -> TrainResult:
+    """Train the detector on a Pascal VOC dataset and write a model folder.
+
+    Args:
+        config: the resolved config (model, train and tracking sections are used).
+        data_dir: a Pascal VOC folder with ``train`` and ``val`` splits.
+        out_dir: the training output folder (see the module docstring); re-running with the same
+            folder resumes an interrupted training from its last epoch.
+        environ: process environment for the distribution strategy (default: none).
+        tracking_uri: MLflow tracking URI; None disables MLflow tracking.
+
+    Returns:
+        The :class:`TrainResult`.
+
+    Raises:
+        PpeError: bad data, a config that differs from the unfinished run's, or a non-finite loss.
+    """
+    import keras
+    import tensorflow as tf
+
+    from ppe.data.tfdata import PipelineSpec, build_dataset, steps_for
+    from ppe.data.voc import dataset_hash, load_split
+    from ppe.model.bundle import load_model_dir, save_model_dir
+    from ppe.model.darknet_weights import transfer
+    from ppe.model.spec import YoloSpec
+    from ppe.model.training import YoloTrainer
+    from ppe.model.yolov3 import build_model
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_resume(out_dir, config)
+    config.save(out_dir / "config.yaml")
+    classes = list(config.model.classes)
+    train_samples = load_split(data_dir, "train", classes)
+    val_samples = load_split(data_dir, "val", classes)
+    if not train_samples:
+        raise PpeError(
+            f"{data_dir}: the train split is empty; add images to ImageSets/Main/train.txt"
+        )
+    data_hash = dataset_hash(data_dir)
+    (out_dir / "dataset.json").write_text(
+        json.dumps(
+            {
+                "data_hash": data_hash,
+                "path": str(data_dir),
+                "train": len(train_samples),
+                "val": len(val_samples),
+            },
+            indent=2,
+        )
+    )
+    resumed_from = _backup_epoch(out_dir)
+    if resumed_from:
+        logger.info("resuming %s from the end of epoch %d", out_dir, resumed_from)
+
+    keras.utils.set_random_seed(config.train.seed)
+    if config.train.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = select_strategy(environ or {})
+    spec = YoloSpec.default(config.model.architecture, classes, config.model.image_size)
+    batch = config.train.batch_size
+    steps = config.train.steps_per_epoch or steps_for(len(train_samples), batch)
+    train_ds = build_dataset(
+        train_samples,
+        spec,
+        PipelineSpec(
+            batch,
+            True,
+            config.train.augment,
+            config.train.max_boxes,
+            config.train.shuffle_buffer,
+            config.train.seed,
+        ),
+    )
+    val_ds = (
+        build_dataset(
+            val_samples,
+            spec,
+            PipelineSpec(batch, False, config.train.augment, config.train.max_boxes),
+        )
+        if val_samples
+        else None
+    )
+
+    with strategy.scope():
+        model = build_model(spec)
+        if config.train.init_from is not None:
+            source, _, _ = load_model_dir(config.train.init_from)
+            report = transfer(source, model)
+            logger.info("initialised from %s: %s", config.train.init_from, report)
+        trainer = YoloTrainer(model, spec, ignore_threshold=config.train.ignore_threshold)
+        optimizer = keras.optimizers.AdamW(
+            learning_rate=_learning_rate(config, steps),
+            weight_decay=config.train.weight_decay,
+            global_clipnorm=10.0,
+        )
+        trainer.compile(optimizer=optimizer, jit_compile=config.train.jit_compile)
+
+    tracker = (
+        _MlflowTracker(tracking_uri, config.tracking.experiment, out_dir) if tracking_uri else None
+    )
+    if tracker is not None:
+        tracker.log_start(config, {"data_hash": data_hash, "config_hash": config.hash()})
+    callbacks, guard = _make_callbacks(out_dir, config, tracker)
+    started = time.perf_counter()
+    status = "FAILED"
+    try:
+        history = trainer.fit(
+            train_ds,
+            epochs=config.train.epochs,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            callbacks=callbacks,
+            verbose=1 if os.isatty(2) else 2,
+        )
+        if guard.failure:
+            raise PpeError(guard.failure)
+        status = "FINISHED"
+    finally:
+        elapsed = time.perf_counter() - started
+        if tracker is not None:
+            tracker.finish(status, {"status": status, "seconds": elapsed})
+    epochs_run = config.train.epochs - resumed_from
+    images_per_second = epochs_run * steps * batch / max(elapsed, 1e-9)
+    history_dict = {k: [float(v) for v in values] for k, values in history.history.items()}
+    model_dir = out_dir / "model"
+    save_model_dir(
+        model,
+        spec,
+        model_dir,
+        metadata={
+            "config_hash": config.hash(),
+            "data_hash": data_hash,
+            "epochs": config.train.epochs,
+            "mlflow_run_id": tracker.run_id if tracker else None,
+        },
+    )
+    summary = {
+        "epochs": config.train.epochs,
+        "resumed_from_epoch": resumed_from,
+        "steps_per_epoch": steps,
+        "batch_size": batch,
+        "seconds": round(elapsed, 2),
+        "images_per_second": round(images_per_second, 2),
+        "history": history_dict,
+        "data_hash": data_hash,
+        "config_hash": config.hash(),
+        "mlflow_run_id": tracker.run_id if tracker else None,
+        "replicas": strategy.num_replicas_in_sync,
+        "tensorflow": tf.__version__,
+    }
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    logger.info(
+        "trained %d epochs (%.1f images/s); model folder: %s",
+        epochs_run,
+        images_per_second,
+        model_dir,
+    )
+    return TrainResult(
+        model_dir=model_dir,
+        epochs=config.train.epochs,
+        resumed_from_epoch=resumed_from,
+        history=history_dict,
+        images_per_second=images_per_second,
+        mlflow_run_id=tracker.run_id if tracker else None,
+    )
+
+
+def _backup_epoch(out_dir: Path) -> int:
+    """Epochs already completed according to the BackupAndRestore state (0 if none)."""
+    backup = out_dir / BACKUP_DIR
+    path = backup / "training_metadata.json"
+    if not path.is_file():
+        return 0
+    try:
+        return max(0, int(json.loads(path.read_text()).get("epoch", 0)))
+    except (ValueError, json.JSONDecodeError):
+        return 0
