@@ -8,7 +8,7 @@ variable "subscription_id" {
 
   validation {
     condition     = can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", var.subscription_id))
-    error_message = "subscription_id must be a subscription GUID such as 00000000-0000-0000-0000-000000000000, not its display name."
+    error_message = "`subscription_id` must be a subscription GUID such as 00000000-0000-0000-0000-000000000000, not its display name."
   }
 }
 
@@ -19,7 +19,7 @@ variable "location" {
 
   validation {
     condition     = can(regex("^[a-z]+[a-z0-9]*$", var.location))
-    error_message = "location must be a programmatic region name in lower case without spaces, such as \"westeurope\" (not \"West Europe\"); `az account list-locations -o table` lists them."
+    error_message = "`location` must be a programmatic region name in lower case without spaces, such as \"westeurope\" (not \"West Europe\"); `az account list-locations -o table` lists them."
   }
 }
 
@@ -30,7 +30,7 @@ variable "workload" {
 
   validation {
     condition     = can(regex("^[a-z][a-z0-9]{1,7}$", var.workload))
-    error_message = "workload must be 2 to 8 lower-case letters or digits starting with a letter (it ends up in storage account and registry names, which allow nothing else)."
+    error_message = "`workload` must be 2 to 8 lower-case letters or digits starting with a letter (it ends up in storage account and registry names, which allow nothing else)."
   }
 }
 
@@ -41,7 +41,7 @@ variable "environment" {
 
   validation {
     condition     = contains(["dev", "test", "stage", "prod"], var.environment)
-    error_message = "environment must be one of \"dev\", \"test\", \"stage\" or \"prod\"."
+    error_message = "`environment` must be one of \"dev\", \"test\", \"stage\" or \"prod\"."
   }
 }
 
@@ -53,7 +53,7 @@ variable "name_suffix" {
 
   validation {
     condition     = can(regex("^[a-z0-9]{0,6}$", var.name_suffix))
-    error_message = "name_suffix must be at most 6 lower-case letters or digits (or empty for the derived suffix)."
+    error_message = "`name_suffix` must be at most 6 lower-case letters or digits (or empty for the derived suffix)."
   }
 }
 
@@ -65,7 +65,7 @@ variable "tags" {
 
   validation {
     condition     = length(var.tags) <= 45 && alltrue([for key, value in var.tags : length(key) <= 512 && length(value) <= 256 && !can(regex("[<>%&\\\\?/]", key))])
-    error_message = "tags: at most 45 entries (Azure allows 50 and the template adds its own), keys up to 512 characters without < > % & \\ ? /, values up to 256 characters."
+    error_message = "`tags`: at most 45 entries (Azure allows 50 and the template adds its own), keys up to 512 characters without < > % & \\ ? /, values up to 256 characters."
   }
 }
 
@@ -81,7 +81,7 @@ variable "allowed_ip_ranges" {
 
   validation {
     condition     = alltrue([for range in var.allowed_ip_ranges : can(cidrhost(range, 0)) && can(regex("^[0-9.]+/[0-9]+$", range))])
-    error_message = "allowed_ip_ranges must be IPv4 CIDR blocks such as \"203.0.113.0/24\" or \"198.51.100.7/32\"."
+    error_message = "`allowed_ip_ranges` must be IPv4 CIDR blocks such as \"203.0.113.0/24\" or \"198.51.100.7/32\"."
   }
 }
 
@@ -106,7 +106,7 @@ variable "aml_private_endpoints" {
 
   validation {
     condition     = alltrue([for endpoint in values(var.aml_private_endpoints) : can(regex("^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft.Network/virtualNetworks/[^/]+/subnets/[^/]+$", endpoint.subnet_resource_id))])
-    error_message = "aml_private_endpoints: each subnet_resource_id must be a full subnet ID: /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>."
+    error_message = "`aml_private_endpoints`: each subnet_resource_id must be a full subnet ID: /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>."
   }
 }
 
@@ -121,7 +121,7 @@ variable "storage_replication_type" {
 
   validation {
     condition     = contains(["LRS", "ZRS", "GRS", "RAGRS", "GZRS", "RAGZRS"], var.storage_replication_type)
-    error_message = "storage_replication_type must be one of LRS, ZRS, GRS, RAGRS, GZRS, RAGZRS (upper case)."
+    error_message = "`storage_replication_type` must be one of LRS, ZRS, GRS, RAGRS, GZRS, RAGZRS (upper case)."
   }
 }
 
@@ -132,7 +132,7 @@ variable "container_registry_sku" {
 
   validation {
     condition     = contains(["Basic", "Standard", "Premium"], var.container_registry_sku)
-    error_message = "container_registry_sku must be \"Basic\", \"Standard\" or \"Premium\" (capitalised)."
+    error_message = "`container_registry_sku` must be \"Basic\", \"Standard\" or \"Premium\" (capitalised)."
   }
 }
 
@@ -143,7 +143,7 @@ variable "key_vault_soft_delete_retention_days" {
 
   validation {
     condition     = var.key_vault_soft_delete_retention_days >= 7 && var.key_vault_soft_delete_retention_days <= 90 && floor(var.key_vault_soft_delete_retention_days) == var.key_vault_soft_delete_retention_days
-    error_message = "key_vault_soft_delete_retention_days must be a whole number from 7 to 90."
+    error_message = "`key_vault_soft_delete_retention_days` must be a whole number from 7 to 90."
   }
 }
 
@@ -154,7 +154,7 @@ variable "log_retention_days" {
 
   validation {
     condition     = var.log_retention_days >= 30 && var.log_retention_days <= 730 && floor(var.log_retention_days) == var.log_retention_days
-    error_message = "log_retention_days must be a whole number from 30 to 730."
+    error_message = "`log_retention_days` must be a whole number from 30 to 730."
   }
 }
 
@@ -169,12 +169,12 @@ variable "gpu_cluster_vm_size" {
 
   validation {
     condition     = can(regex("^Standard_N(C|D|G|V)[0-9]+[a-z]*(_[A-Z][A-Z0-9]*)?(_v[0-9]+)?$", var.gpu_cluster_vm_size))
-    error_message = "gpu_cluster_vm_size must be a GPU size (N-series: NC, ND, NG or NV), such as \"Standard_NC4as_T4_v3\" or \"Standard_NC24ads_A100_v4\"."
+    error_message = "`gpu_cluster_vm_size` must be a GPU size (N-series: NC, ND, NG or NV), such as \"Standard_NC4as_T4_v3\" or \"Standard_NC24ads_A100_v4\"."
   }
 
   validation {
     condition     = !can(regex("^Standard_(NC[0-9]+r?s_v[23]|NC[0-9]+r?|ND[0-9]+r?s|NV[0-9]+)$", var.gpu_cluster_vm_size))
-    error_message = "gpu_cluster_vm_size names a retired size: NCv3 (e.g. Standard_NC6s_v3) was retired on 2025-09-30, NC/NCv2/ND/NV v1 before that. Use Standard_NC4as_T4_v3 (T4) or an NC A100 v4 size."
+    error_message = "`gpu_cluster_vm_size` names a retired size: NCv3 (e.g. Standard_NC6s_v3) was retired on 2025-09-30, NC/NCv2/ND/NV v1 before that. Use Standard_NC4as_T4_v3 (T4) or an NC A100 v4 size."
   }
 }
 
@@ -185,7 +185,7 @@ variable "gpu_cluster_max_nodes" {
 
   validation {
     condition     = var.gpu_cluster_max_nodes >= 1 && var.gpu_cluster_max_nodes <= 100 && floor(var.gpu_cluster_max_nodes) == var.gpu_cluster_max_nodes
-    error_message = "gpu_cluster_max_nodes must be a whole number from 1 to 100 (check your NCasT4_v3 vCPU quota: 4 vCPUs per node)."
+    error_message = "`gpu_cluster_max_nodes` must be a whole number from 1 to 100 (check your NCasT4_v3 vCPU quota: 4 vCPUs per node)."
   }
 }
 
@@ -202,7 +202,7 @@ variable "cpu_cluster_vm_size" {
 
   validation {
     condition     = can(regex("^Standard_(D|DS|E|F)[0-9]+[a-z]*(_v[2-6])?$", var.cpu_cluster_vm_size))
-    error_message = "cpu_cluster_vm_size must be a general-purpose D/DS/E/F size such as \"Standard_D4s_v5\", \"Standard_D4as_v5\" or \"Standard_DS3_v2\"."
+    error_message = "`cpu_cluster_vm_size` must be a general-purpose D/DS/E/F size such as \"Standard_D4s_v5\", \"Standard_D4as_v5\" or \"Standard_DS3_v2\"."
   }
 }
 
@@ -213,7 +213,7 @@ variable "cpu_cluster_max_nodes" {
 
   validation {
     condition     = var.cpu_cluster_max_nodes >= 1 && var.cpu_cluster_max_nodes <= 20 && floor(var.cpu_cluster_max_nodes) == var.cpu_cluster_max_nodes
-    error_message = "cpu_cluster_max_nodes must be a whole number from 1 to 20."
+    error_message = "`cpu_cluster_max_nodes` must be a whole number from 1 to 20."
   }
 }
 
@@ -224,7 +224,7 @@ variable "cluster_idle_minutes_before_scale_down" {
 
   validation {
     condition     = var.cluster_idle_minutes_before_scale_down >= 2 && var.cluster_idle_minutes_before_scale_down <= 1440 && floor(var.cluster_idle_minutes_before_scale_down) == var.cluster_idle_minutes_before_scale_down
-    error_message = "cluster_idle_minutes_before_scale_down must be a whole number of minutes from 2 to 1440."
+    error_message = "`cluster_idle_minutes_before_scale_down` must be a whole number of minutes from 2 to 1440."
   }
 }
 
@@ -235,7 +235,7 @@ variable "model_name" {
 
   validation {
     condition     = can(regex("^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$", var.model_name))
-    error_message = "model_name must start with a letter or digit and contain only letters, digits, '-', '_' and '.' (at most 255 characters)."
+    error_message = "`model_name` must start with a letter or digit and contain only letters, digits, '-', '_' and '.' (at most 255 characters)."
   }
 }
 
@@ -250,7 +250,7 @@ variable "iothub_sku_name" {
 
   validation {
     condition     = contains(["F1", "S1", "S2", "S3"], var.iothub_sku_name)
-    error_message = "iothub_sku_name must be F1, S1, S2 or S3; the Basic tiers (B1-B3) have no IoT Edge support."
+    error_message = "`iothub_sku_name` must be F1, S1, S2 or S3; the Basic tiers (B1-B3) have no IoT Edge support."
   }
 }
 
@@ -261,7 +261,7 @@ variable "iothub_capacity" {
 
   validation {
     condition     = var.iothub_capacity >= 1 && var.iothub_capacity <= 200 && floor(var.iothub_capacity) == var.iothub_capacity
-    error_message = "iothub_capacity must be a whole number from 1 to 200."
+    error_message = "`iothub_capacity` must be a whole number from 1 to 200."
   }
 }
 
@@ -279,7 +279,7 @@ variable "edge_image_repositories" {
 
   validation {
     condition     = length(var.edge_image_repositories) >= 1 && alltrue([for repository in var.edge_image_repositories : can(regex("^[a-z0-9]+([._/-][a-z0-9]+)*(/\\*)?$", repository))])
-    error_message = "edge_image_repositories must list at least one lower-case repository name such as \"edge/scorer\" or a namespace such as \"edge/*\"."
+    error_message = "`edge_image_repositories` must list at least one lower-case repository name such as \"edge/scorer\" or a namespace such as \"edge/*\"."
   }
 }
 
@@ -290,7 +290,7 @@ variable "edge_registry_password_rotation_days" {
 
   validation {
     condition     = var.edge_registry_password_rotation_days >= 1 && var.edge_registry_password_rotation_days <= 365 && floor(var.edge_registry_password_rotation_days) == var.edge_registry_password_rotation_days
-    error_message = "edge_registry_password_rotation_days must be a whole number from 1 to 365."
+    error_message = "`edge_registry_password_rotation_days` must be a whole number from 1 to 365."
   }
 }
 
@@ -304,7 +304,7 @@ variable "ado_org_service_url" {
 
   validation {
     condition     = can(regex("^https://dev\\.azure\\.com/[A-Za-z0-9][A-Za-z0-9-]{0,48}[A-Za-z0-9]?/?$", var.ado_org_service_url))
-    error_message = "ado_org_service_url must look like https://dev.azure.com/<organisation> (letters, digits and hyphens)."
+    error_message = "`ado_org_service_url` must look like https://dev.azure.com/<organisation> (letters, digits and hyphens)."
   }
 }
 
@@ -315,7 +315,7 @@ variable "ado_project_name" {
 
   validation {
     condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}[A-Za-z0-9_-]$", var.ado_project_name))
-    error_message = "ado_project_name must be 2 to 64 characters: letters, digits, spaces, '.', '_' and '-', not starting with '.', '_' or '-' and not ending with '.' or a space."
+    error_message = "`ado_project_name` must be 2 to 64 characters: letters, digits, spaces, '.', '_' and '-', not starting with '.', '_' or '-' and not ending with '.' or a space."
   }
 }
 
@@ -326,7 +326,7 @@ variable "ado_repository_name" {
 
   validation {
     condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", var.ado_repository_name))
-    error_message = "ado_repository_name must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit."
+    error_message = "`ado_repository_name` must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit."
   }
 }
 
@@ -337,7 +337,7 @@ variable "ado_repository_import_url" {
 
   validation {
     condition     = var.ado_repository_import_url == null ? true : can(regex("^https://[^\\s/]+/\\S+$", var.ado_repository_import_url))
-    error_message = "ado_repository_import_url must be an https:// clone URL (or null to start with an empty repository)."
+    error_message = "`ado_repository_import_url` must be an https:// clone URL (or null to start with an empty repository)."
   }
 }
 
@@ -348,7 +348,7 @@ variable "ado_default_branch" {
 
   validation {
     condition     = can(regex("^refs/heads/[A-Za-z0-9._/-]+$", var.ado_default_branch))
-    error_message = "ado_default_branch must be a full ref such as \"refs/heads/main\"."
+    error_message = "`ado_default_branch` must be a full ref such as \"refs/heads/main\"."
   }
 }
 
@@ -359,7 +359,7 @@ variable "ado_production_approver_ids" {
 
   validation {
     condition     = length(var.ado_production_approver_ids) >= 1 && alltrue([for id in var.ado_production_approver_ids : can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", id))])
-    error_message = "ado_production_approver_ids must list at least one user or group ID, each a GUID; production deployments need an approver."
+    error_message = "`ado_production_approver_ids` must list at least one user or group ID, each a GUID; production deployments need an approver."
   }
 }
 
@@ -370,6 +370,6 @@ variable "ado_minimum_reviewers" {
 
   validation {
     condition     = var.ado_minimum_reviewers >= 1 && var.ado_minimum_reviewers <= 10 && floor(var.ado_minimum_reviewers) == var.ado_minimum_reviewers
-    error_message = "ado_minimum_reviewers must be a whole number from 1 to 10."
+    error_message = "`ado_minimum_reviewers` must be a whole number from 1 to 10."
   }
 }

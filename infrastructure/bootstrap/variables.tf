@@ -4,7 +4,7 @@ variable "subscription_id" {
 
   validation {
     condition     = can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", var.subscription_id))
-    error_message = "subscription_id must be a subscription GUID such as 00000000-0000-0000-0000-000000000000."
+    error_message = "`subscription_id` must be a subscription GUID such as 00000000-0000-0000-0000-000000000000."
   }
 }
 
@@ -15,7 +15,7 @@ variable "location" {
 
   validation {
     condition     = can(regex("^[a-z]+[a-z0-9]*$", var.location))
-    error_message = "location must be a programmatic region name in lower case without spaces, such as \"westeurope\"."
+    error_message = "`location` must be a programmatic region name in lower case without spaces, such as \"westeurope\"."
   }
 }
 
@@ -26,7 +26,7 @@ variable "resource_group_name" {
 
   validation {
     condition     = can(regex("^[-\\w._()]{1,89}[-\\w_()]$", var.resource_group_name))
-    error_message = "resource_group_name must be 1 to 90 letters, digits, '-', '_', '.', '(' or ')', not ending with '.'."
+    error_message = "`resource_group_name` must be 1 to 90 letters, digits, '-', '_', '.', '(' or ')', not ending with '.'."
   }
 }
 
@@ -36,7 +36,7 @@ variable "storage_account_name" {
 
   validation {
     condition     = can(regex("^[a-z0-9]{3,24}$", var.storage_account_name))
-    error_message = "storage_account_name must be 3 to 24 lower-case letters and digits, unique across Azure (for example \"stppetfstate\" plus a few digits)."
+    error_message = "`storage_account_name` must be 3 to 24 lower-case letters and digits, unique across Azure (for example \"stppetfstate\" plus a few digits)."
   }
 }
 
@@ -47,7 +47,7 @@ variable "state_key" {
 
   validation {
     condition     = can(regex("^[A-Za-z0-9._/-]+\\.tfstate$", var.state_key))
-    error_message = "state_key must end in .tfstate and use only letters, digits, '.', '_', '-' and '/'."
+    error_message = "`state_key` must end in .tfstate and use only letters, digits, '.', '_', '-' and '/'."
   }
 }
 
@@ -59,7 +59,7 @@ variable "allowed_ip_ranges" {
 
   validation {
     condition     = alltrue([for range in var.allowed_ip_ranges : can(cidrhost(range, 0)) && can(regex("^[0-9.]+/[0-9]+$", range))])
-    error_message = "allowed_ip_ranges must be IPv4 CIDR blocks such as \"203.0.113.0/24\" or \"198.51.100.7/32\"."
+    error_message = "`allowed_ip_ranges` must be IPv4 CIDR blocks such as \"203.0.113.0/24\" or \"198.51.100.7/32\"."
   }
 }
 
@@ -71,6 +71,6 @@ variable "tags" {
 
   validation {
     condition     = length(var.tags) <= 48 && alltrue([for key, value in var.tags : length(key) <= 512 && length(value) <= 256])
-    error_message = "tags: at most 48 entries, keys up to 512 characters, values up to 256 characters."
+    error_message = "`tags`: at most 48 entries, keys up to 512 characters, values up to 256 characters."
   }
 }

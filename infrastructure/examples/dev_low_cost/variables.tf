@@ -4,7 +4,7 @@ variable "subscription_id" {
 
   validation {
     condition     = can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", var.subscription_id))
-    error_message = "subscription_id must be a subscription GUID such as 00000000-0000-0000-0000-000000000000."
+    error_message = "`subscription_id` must be a subscription GUID such as 00000000-0000-0000-0000-000000000000."
   }
 }
 
@@ -14,7 +14,7 @@ variable "ado_org_service_url" {
 
   validation {
     condition     = can(regex("^https://dev\\.azure\\.com/[A-Za-z0-9][A-Za-z0-9-]{0,48}[A-Za-z0-9]?/?$", var.ado_org_service_url))
-    error_message = "ado_org_service_url must look like https://dev.azure.com/<organisation>."
+    error_message = "`ado_org_service_url` must look like https://dev.azure.com/<organisation>."
   }
 }
 
@@ -25,6 +25,6 @@ variable "ado_production_approver_ids" {
 
   validation {
     condition     = length(var.ado_production_approver_ids) >= 1
-    error_message = "ado_production_approver_ids must list at least one approver ID."
+    error_message = "`ado_production_approver_ids` must list at least one approver ID."
   }
 }

@@ -96,7 +96,7 @@ resource "azurerm_machine_learning_compute_cluster" "gpu" {
   lifecycle {
     precondition {
       condition     = can(regex(local.gpu_family_pattern, var.gpu_cluster.vm_size))
-      error_message = "gpu_cluster.vm_size must be an N-series GPU size such as Standard_NC4as_T4_v3."
+      error_message = "`gpu_cluster.vm_size` must be an N-series GPU size such as Standard_NC4as_T4_v3."
     }
   }
 

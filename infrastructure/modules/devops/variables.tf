@@ -79,7 +79,7 @@ variable "environments" {
 
   validation {
     condition     = contains(keys(var.environments), "staging") && contains(keys(var.environments), "production")
-    error_message = "environments needs the keys \"staging\" and \"production\"."
+    error_message = "`environments` needs the keys \"staging\" and \"production\"."
   }
 }
 
