@@ -1,0 +1,245 @@
+"""The module's link to the IoT Edge hub: drain the outbox to module outputs, and follow the twin.
+
+Built on the synchronous ``azure.iot.device.IoTHubModuleClient`` (MQTT). Three threads:
+
+* the *sender* reads the oldest queued messages (alerts first), sends each with
+  ``send_message_to_output`` to the output named by its kind (``alerts`` or ``telemetry``), and
+  deletes it from the outbox only when the call returns, which the SDK does after the broker's
+  PUBACK. Any failure leaves the message queued and the sender waits with exponential back-off
+  (``initial_backoff_s`` doubling up to ``max_backoff_s``) before trying again;
+* the *twin* thread connects, registers the desired-properties patch handler, reads the full twin
+  once and applies its desired properties, retrying with the same back-off until it succeeds;
+* the *reporter* writes the settings in force back as reported properties after every change.
+
+Messages carry content type ``application/json``, encoding ``utf-8``, the message id, and a
+custom property ``alertId`` (alerts) or ``messageType=telemetry``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue as stdlib_queue
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from ppe.edge.queue import DurableQueue, QueuedMessage
+
+logger = logging.getLogger(__name__)
+
+#: Module output of each message kind.
+OUTPUTS: dict[str, str] = {"alert": "alerts", "telemetry": "telemetry"}
+
+
+class ModuleClient(Protocol):
+    """The part of ``IoTHubModuleClient`` the link uses."""
+
+    on_twin_desired_properties_patch_received: Any
+
+    def connect(self) -> None:
+        """Connect to the hub."""
+        ...
+
+    def send_message_to_output(self, message: Any, output_name: str) -> None:
+        """Send one message to a module output; returns once acknowledged."""
+        ...
+
+    def get_twin(self) -> dict[str, Any]:
+        """The whole module twin."""
+        ...
+
+    def patch_twin_reported_properties(self, reported_properties_patch: dict[str, Any]) -> None:
+        """Update reported properties."""
+        ...
+
+    def shutdown(self) -> None:
+        """Disconnect and release the client for good."""
+        ...
+
+
+def build_message(item: QueuedMessage) -> Any:
+    """An SDK ``Message`` for a queued item (JSON, UTF-8, id and custom properties set)."""
+    from azure.iot.device import Message
+
+    message = Message(  # type: ignore[no-untyped-call]
+        item.body.decode("utf-8"),
+        message_id=item.message_id,
+        content_encoding="utf-8",
+        content_type="application/json",
+    )
+    if item.kind == "alert":
+        message.custom_properties["alertId"] = item.message_id
+    else:
+        message.custom_properties["messageType"] = "telemetry"
+    return message
+
+
+class HubLink:
+    """Sender, twin follower and reporter around one module client.
+
+    Args:
+        client: the module client (``IoTHubModuleClient.create_from_edge_environment()``).
+        outbox: the durable queue to drain.
+        on_desired: called with desired properties (a patch, or the full ``desired`` document
+            at start-up); returns the live settings to report back.
+        initial_backoff_s: first wait after a failed send or connect.
+        max_backoff_s: longest wait.
+    """
+
+    def __init__(
+        self,
+        client: ModuleClient,
+        outbox: DurableQueue,
+        on_desired: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+        *,
+        initial_backoff_s: float = 0.5,
+        max_backoff_s: float = 10.0,
+    ) -> None:
+        self._client = client
+        self._outbox = outbox
+        self._on_desired = on_desired
+        self._initial_backoff_s = initial_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._reports: stdlib_queue.Queue[Mapping[str, Any]] = stdlib_queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self.sent = {"alert": 0, "telemetry": 0}
+        self.send_failures = 0
+        self.twin_ready = threading.Event()
+
+    def start(self) -> None:
+        """Start the sender, twin and reporter threads."""
+        for name, target in (
+            ("hub-sender", self._send_loop),
+            ("hub-twin", self._twin_loop),
+            ("hub-reporter", self._report_loop),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def wake(self) -> None:
+        """Tell the sender a message was queued."""
+        self._wake.set()
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the outbox to empty; True if it did."""
+        deadline = threading.Event()
+        waited = 0.0
+        while waited < timeout_s:
+            if self._outbox.depth()["total"] == 0:
+                return True
+            self.wake()
+            deadline.wait(0.1)
+            waited += 0.1
+        return self._outbox.depth()["total"] == 0
+
+    def stop(self, join_timeout_s: float = 5.0) -> None:
+        """Stop the threads and shut the client down (pending sends are cancelled)."""
+        self._stop.set()
+        self._wake.set()
+        self._reports.put({})
+        try:
+            self._client.shutdown()
+        except Exception as error:  # the SDK raises various errors when already disconnected
+            logger.debug("client shutdown: %s", error)
+        for thread in self._threads:
+            thread.join(join_timeout_s)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep unless stopped; False when stopping."""
+        return not self._stop.wait(seconds)
+
+    def _send_loop(self) -> None:
+        backoff = self._initial_backoff_s
+        while not self._stop.is_set():
+            batch = self._outbox.peek()
+            if not batch:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            for item in batch:
+                if self._stop.is_set():
+                    return
+                try:
+                    self._client.send_message_to_output(build_message(item), OUTPUTS[item.kind])
+                except Exception as error:  # SDK errors: ConnectionFailed/Dropped, timeouts...
+                    if self._stop.is_set():
+                        return
+                    self.send_failures += 1
+                    self._outbox.record_failure(item.seq)
+                    logger.warning(
+                        "sending %s %s failed (%s: %s); retrying in %.1f s",
+                        item.kind,
+                        item.message_id,
+                        type(error).__name__,
+                        error,
+                        backoff,
+                    )
+                    if not self._sleep(backoff):
+                        return
+                    backoff = min(backoff * 2.0, self._max_backoff_s)
+                    break
+                self._outbox.ack(item.seq)
+                self.sent[item.kind] += 1
+                backoff = self._initial_backoff_s
+                logger.info(
+                    "sent %s %s to output %s", item.kind, item.message_id, OUTPUTS[item.kind]
+                )
+
+    def _twin_loop(self) -> None:
+        backoff = self._initial_backoff_s
+        while not self._stop.is_set():
+            try:
+                self._client.connect()
+                self._client.on_twin_desired_properties_patch_received = self._on_patch
+                twin = self._client.get_twin()
+            except Exception as error:
+                if self._stop.is_set():
+                    return
+                logger.warning(
+                    "IoT Edge hub not reachable for the twin (%s: %s); retrying in %.1f s",
+                    type(error).__name__,
+                    error,
+                    backoff,
+                )
+                if not self._sleep(backoff):
+                    return
+                backoff = min(backoff * 2.0, self._max_backoff_s)
+                continue
+            desired = twin.get("desired", {}) if isinstance(twin, dict) else {}
+            logger.info("module twin read (desired $version %s)", desired.get("$version"))
+            self._on_patch(desired)
+            self.twin_ready.set()
+            return
+
+    def _on_patch(self, patch: Mapping[str, Any]) -> None:
+        try:
+            reported = self._on_desired(patch)
+        except Exception:
+            logger.exception("applying desired properties %s failed", json.dumps(patch)[:500])
+            return
+        self._reports.put(dict(reported))
+
+    def _report_loop(self) -> None:
+        while not self._stop.is_set():
+            reported = self._reports.get()
+            while not self._reports.empty():  # only the newest settings matter
+                reported = self._reports.get_nowait()
+            if self._stop.is_set():
+                return
+            backoff = self._initial_backoff_s
+            while not self._stop.is_set():
+                try:
+                    self._client.patch_twin_reported_properties(dict(reported))
+                    logger.info("reported settings %s", reported)
+                    break
+                except Exception as error:
+                    logger.warning(
+                        "reporting settings failed (%s); retrying in %.1f s", error, backoff
+                    )
+                    if not self._sleep(backoff):
+                        return
+                    backoff = min(backoff * 2.0, self._max_backoff_s)

@@ -1,0 +1,444 @@
+"""The detector the IoT Edge module runs: a LiteRT (TFLite) YOLOv3 interpreter plus NumPy decoding.
+
+Nothing here imports TensorFlow: the module image ships ``ai-edge-litert`` only. The pipeline is
+
+1. letterbox the RGB frame to the network input (:func:`ppe.model.preprocess.letterbox`);
+2. quantise it when the model takes an integer input (``q = round(x / scale) + zero_point``);
+3. run the interpreter, dequantise every integer output (``x = (q - zero_point) * scale``) and
+   match outputs to the spec's scales by their grid size (LiteRT does not keep Keras' order);
+4. decode and class-aware NMS with :func:`ppe.model.decode.detect`;
+5. map boxes back to original image pixels with
+   :meth:`ppe.model.preprocess.LetterboxTransform.to_original`.
+
+The model spec comes from a ``model.json`` next to the ``.tflite`` (a model-folder manifest with a
+``spec`` key, or a bare spec) or, when there is none, from the tensor shapes: two outputs mean
+YOLOv3-tiny, three mean YOLOv3, with Darknet's anchors; the class count is the last output
+dimension minus 5, and the class names come from the labels file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ppe.errors import PpeError
+from ppe.model.decode import detect
+from ppe.model.preprocess import letterbox
+from ppe.model.spec import PPE_CLASS_NAMES, STRIDES, YoloSpec
+
+logger = logging.getLogger(__name__)
+
+#: Name of the spec file looked for next to the ``.tflite``.
+SPEC_FILE = "model.json"
+
+
+class ModelLoadError(PpeError):
+    """The model, its labels or its spec cannot be loaded or do not agree."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object in original image pixels.
+
+    Attributes:
+        label: class name.
+        class_id: index into the model's class names.
+        score: ``sigmoid(objectness) * sigmoid(class_logit)`` in [0, 1].
+        box: ``[xmin, ymin, xmax, ymax]`` in original image pixels (clipped to the image).
+    """
+
+    label: str
+    class_id: int
+    score: float
+    box: tuple[float, float, float, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``label``, ``class_id``, ``score``, ``box`` (pixel xyxy)."""
+        return {
+            "label": self.label,
+            "class_id": self.class_id,
+            "score": round(self.score, 5),
+            "box": [round(value, 2) for value in self.box],
+        }
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    """Detections of one image and how long each stage took.
+
+    Attributes:
+        detections: sorted by descending score; boxes are pixel ``[xmin, ymin, xmax, ymax]``.
+        width: original image width in pixels.
+        height: original image height in pixels.
+        timings_ms: milliseconds spent in ``preprocess``, ``inference`` and ``postprocess``.
+    """
+
+    detections: list[Detection]
+    width: int
+    height: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def count(self, label: str, score_threshold: float = 0.0) -> int:
+        """Number of detections of ``label`` scoring at least ``score_threshold``."""
+        return sum(
+            1 for item in self.detections if item.label == label and item.score >= score_threshold
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form with ``detections``, ``image`` size and ``timings_ms``."""
+        return {
+            "detections": [item.to_dict() for item in self.detections],
+            "image": {"width": self.width, "height": self.height},
+            "timings_ms": {key: round(value, 3) for key, value in self.timings_ms.items()},
+        }
+
+
+class Detector(Protocol):
+    """What the module loop and the HTTP server need from a detector."""
+
+    @property
+    def spec(self) -> YoloSpec:
+        """The model spec (classes, input size)."""
+        ...
+
+    @property
+    def model_version(self) -> str:
+        """The deployed model's version (from ``MODEL_VERSION``)."""
+        ...
+
+    def detect(self, image: np.ndarray, score_threshold: float | None = None) -> DetectionResult:
+        """Detect objects in an RGB uint8 ``(H, W, 3)`` image."""
+        ...
+
+
+def read_labels(path: str | Path) -> tuple[str, ...]:
+    """Read a labels file: one class name a line, blank lines ignored.
+
+    Raises:
+        ModelLoadError: the file is missing, unreadable or names no class twice/at all.
+    """
+    file = Path(path)
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ModelLoadError(
+            f"labels file {file} cannot be read ({error}); write one class name a line"
+        ) from error
+    names = tuple(line.strip() for line in lines if line.strip())
+    if not names:
+        raise ModelLoadError(f"labels file {file} is empty; write one class name a line")
+    if len(set(names)) != len(names):
+        raise ModelLoadError(f"labels file {file} repeats a class name: {list(names)}")
+    return names
+
+
+def _spec_from_file(path: Path) -> YoloSpec:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"{path} cannot be read as JSON ({error})") from error
+    if isinstance(data, dict) and isinstance(data.get("spec"), dict):
+        data = data["spec"]  # a model-folder manifest (ppe.model.bundle)
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path} must hold a model spec object or a model-folder manifest")
+    try:
+        return YoloSpec.from_dict(data)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelLoadError(f"{path} has an invalid model spec: {error}") from error
+
+
+def infer_spec(
+    input_shape: Sequence[int],
+    output_shapes: Sequence[Sequence[int]],
+    class_names: Sequence[str] | None,
+) -> YoloSpec:
+    """Infer a spec from the interpreter's tensor shapes (Darknet anchors assumed).
+
+    Args:
+        input_shape: ``(1, S, S, 3)``.
+        output_shapes: per output ``(1, g, g, anchors, 5 + C)`` or ``(1, g, g, anchors * (5 + C))``.
+        class_names: names from the labels file, or None (``helmet, head`` for 2 classes, else
+            ``class_0..``).
+
+    Returns:
+        The spec.
+
+    Raises:
+        ModelLoadError: the shapes are not those of a YOLOv3 / YOLOv3-tiny detector.
+    """
+    if len(input_shape) != 4 or input_shape[1] != input_shape[2] or input_shape[3] != 3:
+        raise ModelLoadError(f"model input must be (1, S, S, 3), got {list(input_shape)}")
+    size = int(input_shape[1])
+    architecture = {2: "yolov3_tiny", 3: "yolov3"}.get(len(output_shapes))
+    if architecture is None:
+        raise ModelLoadError(
+            f"a YOLOv3 model has 3 outputs and YOLOv3-tiny 2, this one has {len(output_shapes)}"
+        )
+    last = [int(shape[-1]) for shape in output_shapes]
+    if any(len(shape) == 5 for shape in output_shapes):
+        depth = last[0]
+    elif last[0] % 3 == 0:
+        depth = last[0] // 3  # outputs without the final reshape: anchors * (5 + C)
+    else:
+        raise ModelLoadError(f"cannot read the class count from output shapes {output_shapes}")
+    num_classes = depth - 5
+    if num_classes < 1:
+        raise ModelLoadError(f"output depth {depth} leaves no room for classes (5 + C)")
+    if class_names is None:
+        class_names = (
+            PPE_CLASS_NAMES if num_classes == 2 else [f"class_{i}" for i in range(num_classes)]
+        )
+    if len(class_names) != num_classes:
+        raise ModelLoadError(
+            f"the model predicts {num_classes} classes but the labels name {len(class_names)}: "
+            f"{list(class_names)}; use the labels file exported with this model"
+        )
+    if size % max(STRIDES[architecture]):
+        raise ModelLoadError(f"model input side {size} is not a multiple of 32")
+    return YoloSpec.default(architecture, tuple(class_names), image_size=size)  # type: ignore[arg-type]
+
+
+def _quantization(detail: dict[str, Any]) -> tuple[float, int]:
+    params = detail.get("quantization_parameters") or {}
+    scales = np.asarray(params.get("scales", []), dtype=np.float64)
+    zero_points = np.asarray(params.get("zero_points", []), dtype=np.int64)
+    if scales.size == 0:
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        return float(scale), int(zero_point)
+    if scales.size > 1:
+        raise ModelLoadError(
+            f"tensor {detail.get('name')!r} uses per-axis quantisation; only per-tensor "
+            "quantised inputs and outputs are supported (export with int8 input/output)"
+        )
+    return float(scales[0]), int(zero_points[0]) if zero_points.size else 0
+
+
+class LiteRTDetector:
+    """YOLOv3 / YOLOv3-tiny on the LiteRT interpreter, float32 or full-integer int8.
+
+    Thread-safe: a lock serialises interpreter calls (the interpreter itself is not).
+
+    Args:
+        model_path: the ``.tflite`` file.
+        labels_path: a labels file (one class name a line); optional when a ``model.json`` next to
+            the model names the classes.
+        model_version: the deployed model version reported in results and alerts.
+        num_threads: interpreter CPU threads.
+        score_threshold: default minimum detection score (overridable per call).
+        iou_threshold: same-class IoU above which NMS drops a box.
+        max_detections: most detections per image.
+
+    Raises:
+        ModelLoadError: a file is missing or the model is not a YOLOv3 detector matching the spec
+            and labels.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        labels_path: str | Path | None = None,
+        *,
+        model_version: str = "unknown",
+        num_threads: int = 2,
+        score_threshold: float = 0.25,
+        iou_threshold: float = 0.45,
+        max_detections: int = 100,
+    ) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelLoadError(
+                f"model file {path} does not exist; set MODEL_PATH (or --model) to a .tflite file"
+            )
+        if num_threads < 1:
+            raise ModelLoadError(f"num_threads must be at least 1, got {num_threads}")
+        labels = read_labels(labels_path) if labels_path is not None else None
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise ModelLoadError(f"{path} is not a loadable LiteRT model: {error}") from error
+        inputs = self._interpreter.get_input_details()
+        if len(inputs) != 1:
+            raise ModelLoadError(f"{path} must have one image input, it has {len(inputs)}")
+        self._input = inputs[0]
+        self._outputs = self._interpreter.get_output_details()
+        input_shape = [int(v) for v in self._input["shape"]]
+        output_shapes = [[int(v) for v in detail["shape"]] for detail in self._outputs]
+        spec_file = path.parent / SPEC_FILE
+        if spec_file.is_file():
+            spec = _spec_from_file(spec_file)
+            if labels is not None and tuple(labels) != spec.class_names:
+                raise ModelLoadError(
+                    f"labels {list(labels)} disagree with {spec_file} classes "
+                    f"{list(spec.class_names)}; deploy the labels exported with this model"
+                )
+            logger.info("model spec from %s", spec_file)
+        else:
+            spec = infer_spec(input_shape, output_shapes, labels)
+            logger.info("model spec inferred from tensor shapes (no %s next to it)", SPEC_FILE)
+        if input_shape != [1, spec.image_size, spec.image_size, 3]:
+            raise ModelLoadError(
+                f"{path} input {input_shape} does not match the spec's "
+                f"[1, {spec.image_size}, {spec.image_size}, 3]"
+            )
+        self._order = self._match_outputs(output_shapes, spec, path)
+        self._spec = spec
+        self._model_version = model_version
+        self._path = path
+        self._input_dtype = np.dtype(self._input["dtype"])
+        self._input_quant = _quantization(self._input)
+        self._output_quant = [_quantization(detail) for detail in self._outputs]
+        self.score_threshold = score_threshold
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
+        self._lock = threading.Lock()
+        logger.info(
+            "loaded %s: %s %d px, %d classes (%s), input %s, %d threads",
+            path.name,
+            spec.architecture,
+            spec.image_size,
+            spec.num_classes,
+            ", ".join(spec.class_names),
+            self._input_dtype.name,
+            num_threads,
+        )
+
+    @staticmethod
+    def _match_outputs(
+        output_shapes: Sequence[Sequence[int]], spec: YoloSpec, path: Path
+    ) -> list[int]:
+        """For each spec scale (model order), the index of the interpreter output holding it."""
+        if len(output_shapes) != spec.num_scales:
+            raise ModelLoadError(
+                f"{path} has {len(output_shapes)} outputs, the {spec.architecture} spec needs "
+                f"{spec.num_scales}"
+            )
+        order: list[int] = []
+        for expected in spec.output_shapes:
+            grid, _, anchors, depth = expected
+            candidates = [
+                index
+                for index, shape in enumerate(output_shapes)
+                if list(shape) in ([1, *expected], [1, grid, grid, anchors * depth])
+                and index not in order
+            ]
+            if not candidates:
+                raise ModelLoadError(
+                    f"{path}: no output has shape (1, {grid}, {grid}, {anchors}, {depth}); "
+                    f"outputs are {[list(s) for s in output_shapes]}"
+                )
+            order.append(candidates[0])
+        return order
+
+    @property
+    def spec(self) -> YoloSpec:
+        """The model spec."""
+        return self._spec
+
+    @property
+    def model_version(self) -> str:
+        """The deployed model version."""
+        return self._model_version
+
+    @property
+    def quantized(self) -> bool:
+        """True for a full-integer model (integer input)."""
+        return self._input_dtype.kind in "iu"
+
+    def _quantize_input(self, image: np.ndarray) -> np.ndarray:
+        if not self.quantized:
+            return image.astype(self._input_dtype, copy=False)
+        scale, zero_point = self._input_quant
+        if scale <= 0:
+            raise ModelLoadError(f"{self._path}: integer input without a quantisation scale")
+        info = np.iinfo(self._input_dtype)
+        quantized = np.round(image / scale) + zero_point
+        return np.clip(quantized, info.min, info.max).astype(self._input_dtype)
+
+    def raw_outputs(self, network_input: np.ndarray) -> list[np.ndarray]:
+        """Run the interpreter on a letterboxed input and return float head outputs.
+
+        Args:
+            network_input: float32 ``(S, S, 3)`` or ``(1, S, S, 3)`` RGB in [0, 1].
+
+        Returns:
+            One float32 array per scale in the spec's order (largest stride first), each
+            ``(1, grid, grid, anchors_per_scale, 5 + num_classes)``, dequantised.
+        """
+        batch = np.asarray(network_input, dtype=np.float32)
+        if batch.ndim == 3:
+            batch = batch[None]
+        with self._lock:
+            self._interpreter.set_tensor(self._input["index"], self._quantize_input(batch))
+            self._interpreter.invoke()
+            raw = [self._interpreter.get_tensor(detail["index"]) for detail in self._outputs]
+        outputs: list[np.ndarray] = []
+        for scale_index, output_index in enumerate(self._order):
+            values = raw[output_index]
+            if values.dtype.kind in "iu":
+                scale, zero_point = self._output_quant[output_index]
+                values = (values.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+            outputs.append(
+                np.asarray(values, dtype=np.float32).reshape(
+                    1, *self._spec.output_shapes[scale_index]
+                )
+            )
+        return outputs
+
+    def detect(self, image: np.ndarray, score_threshold: float | None = None) -> DetectionResult:
+        """Detect helmets and heads in one frame.
+
+        Args:
+            image: uint8 ``(H, W, 3)`` RGB.
+            score_threshold: minimum score; the detector's default when None.
+
+        Returns:
+            Detections with boxes as pixel ``[xmin, ymin, xmax, ymax]`` of ``image``, and timings.
+
+        Raises:
+            ValueError: ``image`` is not uint8 ``(H, W, 3)``.
+        """
+        threshold = self.score_threshold if score_threshold is None else score_threshold
+        start = time.perf_counter()
+        network_input, transform = letterbox(image, self._spec.image_size)
+        after_preprocess = time.perf_counter()
+        outputs = self.raw_outputs(network_input)
+        after_inference = time.perf_counter()
+        found = detect(
+            outputs,
+            self._spec,
+            score_threshold=threshold,
+            iou_threshold=self.iou_threshold,
+            max_detections=self.max_detections,
+        )[0]
+        pixels = transform.to_original(found.boxes)
+        detections = [
+            Detection(
+                label=self._spec.class_names[int(class_id)],
+                class_id=int(class_id),
+                score=float(score),
+                box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+            )
+            for box, score, class_id in zip(pixels, found.scores, found.classes, strict=True)
+        ]
+        end = time.perf_counter()
+        return DetectionResult(
+            detections=detections,
+            width=transform.original_width,
+            height=transform.original_height,
+            timings_ms={
+                "preprocess": (after_preprocess - start) * 1000.0,
+                "inference": (after_inference - after_preprocess) * 1000.0,
+                "postprocess": (end - after_inference) * 1000.0,
+            },
+        )
