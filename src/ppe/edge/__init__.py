@@ -1,0 +1,1 @@
+"""The IoT Edge module (``ppedetector``) and its ``ppe edge`` commands."""

@@ -1,0 +1,1 @@
+"""IoT Edge deployment: render ``deployment.template.json`` into manifests and validate them."""
