@@ -704,9 +704,8 @@ def _finish(rng: np.random.Generator, image: Image.Image) -> Image.Image:
     bias = float(rng.uniform(-20, 20))
     mean = pixels.mean()
     pixels = (pixels - mean) * float(rng.uniform(0.85, 1.15)) + mean * gain + bias
-    pixels += rng.normal(0.0, float(rng.uniform(1.0, 6.0)), size=(*pixels.shape[:2], 1)).astype(
-        np.float32
-    )
+    sigma = float(rng.uniform(1.0, 6.0))
+    pixels += rng.standard_normal((*pixels.shape[:2], 1), dtype=np.float32) * sigma
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
 

@@ -1,0 +1,278 @@
+"""``ppe data import|check|hash|synth`` end to end, in-process through ``ppe.cli.main``."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ppe.cli import main
+from ppe.data import voc
+
+SourceFactory = Callable[[int], Path]
+
+
+def import_args(source: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "data", "import",
+        "--annotations", str(source / "annotations"),
+        "--images", str(source / "images"),
+        "--out", str(out),
+        *extra,
+    ]  # fmt: skip
+
+
+def xml_counts(annotations: Path) -> Counter[str]:
+    return Counter(
+        obj.name for path in annotations.glob("*.xml") for obj in voc.read_annotation(path).objects
+    )
+
+
+def assert_nothing_written(out: Path) -> None:
+    assert not out.exists()
+    assert not [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+def test_import_real_hardhat_then_check_is_clean(
+    hardhat_voc: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "voc"
+    assert main(import_args(hardhat_voc, out)) == 0
+    source_counts = xml_counts(hardhat_voc / "annotations")
+    num_images = len(list((hardhat_voc / "annotations").glob("*.xml")))
+    # data.class_map drops `person`; helmet and head are kept as they are.
+    written = xml_counts(out / "Annotations")
+    assert written == Counter(helmet=source_counts["helmet"], head=source_counts["head"])
+    ids = {split: voc.read_split_ids(out, split) for split in voc.SPLITS}
+    assert sum(map(len, ids.values())) == num_images
+    assert len(ids["train"]) == num_images - round(num_images * 0.15) * 2
+    # Images are copied byte for byte, PNG kept as PNG inside JPEGImages/.
+    for image in (hardhat_voc / "images").rglob("*.png"):
+        assert (out / "JPEGImages" / image.name).read_bytes() == image.read_bytes()
+    capsys.readouterr()
+
+    assert main(["data", "check", str(out)]) == 0
+    summary = capsys.readouterr().out
+    assert summary.count("\n") == 1
+    digest = voc.dataset_hash(out)
+    assert f"{num_images} images" in summary and digest in summary
+    assert f"helmet {source_counts['helmet']}, head {source_counts['head']}" in summary
+
+    assert main(["data", "hash", str(out)]) == 0
+    assert capsys.readouterr().out == f"{digest}\n"
+
+    # Same source, same seed: same dataset. A non-empty --out needs --force.
+    assert main(import_args(hardhat_voc, out)) == 1
+    assert voc.dataset_hash(out) == digest
+    assert main(import_args(hardhat_voc, out, "--force")) == 0
+    assert voc.dataset_hash(out) == digest
+    assert main(import_args(hardhat_voc, out, "--force", "--set", "data.split.seed=1")) == 0
+    assert voc.dataset_hash(out) != digest
+
+
+def test_import_renames_with_class_map(sample_source: SourceFactory, tmp_path: Path) -> None:
+    source = sample_source(3)
+    for path in (source / "annotations").glob("*.xml"):
+        path.write_text(
+            path.read_text(encoding="utf-8").replace("<name>helmet</name>", "<name>hat</name>"),
+            encoding="utf-8",
+        )
+    out = tmp_path / "voc"
+    assert main(import_args(source, out)) == 0  # the default class_map has hat: helmet
+    assert xml_counts(out / "Annotations")["helmet"] > 0
+    assert "hat" not in xml_counts(out / "Annotations")
+
+
+def test_check_lists_problems_and_exits_1(
+    sample_source: SourceFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "voc"
+    assert main(import_args(sample_source(3), out)) == 0
+    first = sorted((out / "Annotations").glob("*.xml"))[0]
+    first.write_text("<annotation>", encoding="utf-8")
+    (out / "ImageSets" / "Main" / "val.txt").write_text("ghost\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["data", "check", str(out)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"{first}: malformed XML") for line in lines)
+    assert any("id 'ghost' has no annotation" in line for line in lines)
+
+
+def corrupt_xml(source: Path, old: str, new: str) -> Path:
+    """Replace ``old`` once in the first annotation (sorted by name) that contains it."""
+    path = next(
+        path
+        for path in sorted((source / "annotations").glob("*.xml"))
+        if old in path.read_text(encoding="utf-8")
+    )
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def first_object(path: Path) -> tuple[str, int, int, int, int]:
+    obj = voc.read_annotation(path).objects[0]
+    return obj.name, int(obj.xmin), int(obj.ymin), int(obj.xmax), int(obj.ymax)
+
+
+def run_bad_import(source: Path, out: Path, caplog: pytest.LogCaptureFixture, *extra: str) -> str:
+    caplog.clear()
+    assert main(import_args(source, out, *extra)) == 1
+    assert_nothing_written(out)
+    return caplog.text
+
+
+def test_bad_malformed_xml(
+    sample_source: SourceFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = sample_source(4)
+    path = corrupt_xml(source, "</size>", "")
+    message = run_bad_import(source, tmp_path / "voc", caplog)
+    assert f"{path}: malformed XML (mismatched tag" in message
+
+
+def test_bad_missing_image(
+    sample_source: SourceFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = sample_source(4)
+    image = sorted((source / "images" / "val").glob("*.png"))[1]
+    image.unlink()
+    message = run_bad_import(source, tmp_path / "voc", caplog)
+    xml = source / "annotations" / f"{image.stem}.xml"
+    assert f"{xml}: image '{image.name}' not found under {source / 'images'}" in message
+
+
+def test_bad_truncated_image(
+    sample_source: SourceFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = sample_source(4)
+    image = sorted((source / "images" / "val").glob("*.png"))[2]
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) * 2 // 3])  # header intact, pixel data cut
+    message = run_bad_import(source, tmp_path / "voc", caplog)
+    assert f"{image}: truncated or corrupt image" in message
+
+
+def test_bad_box_outside_image(
+    sample_source: SourceFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = sample_source(4)
+    path = sorted((source / "annotations").glob("*.xml"))[0]
+    _, xmin, ymin, xmax, ymax = first_object(path)
+    assert corrupt_xml(source, f"<xmax>{xmax}</xmax>", "<xmax>999</xmax>") == path
+    message = run_bad_import(source, tmp_path / "voc", caplog)
+    assert re.search(
+        rf"{re.escape(str(path))}: object 1 \(\w+\): box \[{xmin}, {ymin}, 999, {ymax}\] is "
+        r"outside the 41\dx41\d image",
+        message,
+    ), message
+
+
+def test_bad_inverted_box(
+    sample_source: SourceFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = sample_source(4)
+    path = sorted((source / "annotations").glob("*.xml"))[0]
+    name, xmin, ymin, xmax, ymax = first_object(path)
+    assert corrupt_xml(source, f"<ymax>{ymax}</ymax>", f"<ymax>{ymin - 1}</ymax>") == path
+    message = run_bad_import(source, tmp_path / "voc", caplog)
+    assert (
+        f"{path}: object 1 ({name}): box [{xmin}, {ymin}, {xmax}, {ymin - 1}] is inverted or has "
+        "zero area" in message
+    )
+
+
+def test_bad_unknown_class(
+    sample_source: SourceFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = sample_source(4)
+    path = corrupt_xml(source, "<name>helmet</name>", "<name>vest</name>")
+    message = run_bad_import(source, tmp_path / "voc", caplog)
+    assert re.search(
+        rf"{re.escape(str(path))}: object \d+: unknown class 'vest': not in model\.classes "
+        r"\(helmet, head\) nor in data\.class_map \(hat: helmet, person: None\)",
+        message,
+    ), message
+    assert "data.class_map" in message
+
+
+def test_bad_empty_annotation(
+    sample_source: SourceFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = sample_source(4)
+    path = sorted((source / "annotations").glob("*.xml"))[0]
+    text = path.read_text(encoding="utf-8")
+    path.write_text(re.sub(r"<object>.*?</object>", "", text, flags=re.DOTALL), encoding="utf-8")
+    message = run_bad_import(source, tmp_path / "voc", caplog)
+    assert f"{path}: annotation has no objects" in message
+    assert main(import_args(source, tmp_path / "voc", "--allow-empty")) == 0
+
+
+def test_bad_duplicate_file_names(
+    sample_source: SourceFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = sample_source(4)
+    image = sorted((source / "images" / "val").glob("*.png"))[0]
+    (source / "images" / "train").mkdir()
+    duplicate = source / "images" / "train" / f"{image.stem}.jpg"
+    duplicate.write_bytes(image.read_bytes())
+    message = run_bad_import(source, tmp_path / "voc", caplog)
+    assert f"duplicate image file names for id '{image.stem}' ({duplicate}, {image})" in message
+
+
+def test_bad_config_key(
+    sample_source: SourceFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    message = run_bad_import(
+        sample_source(2), tmp_path / "voc", caplog, "--set", "data.split.trian=0.5"
+    )
+    assert "unknown key 'data.split.trian'" in message
+    assert "did you mean 'data.split.train'" in message
+
+
+def test_all_problems_reported_together(
+    sample_source: SourceFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = sample_source(4)
+    corrupt_xml(source, "<name>helmet</name>", "<name>vest</name>")
+    sorted((source / "images" / "val").glob("*.png"))[3].unlink()
+    message = run_bad_import(source, tmp_path / "voc", caplog)
+    assert "2 problems" in message and "unknown class 'vest'" in message and "not found" in message
+
+
+def test_existing_output_untouched_on_failure(sample_source: SourceFactory, tmp_path: Path) -> None:
+    source = sample_source(3)
+    out = tmp_path / "voc"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine", encoding="utf-8")
+    assert main(import_args(source, out)) == 1  # not empty, no --force
+    corrupt_xml(source, "</size>", "")
+    assert main(import_args(source, out, "--force")) == 1  # bad source: --out left alone
+    assert [path.name for path in out.iterdir()] == ["keep.txt"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["src", "voc"]
+
+
+def test_synth_cli_writes_clean_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "synth"
+    assert (
+        main(
+            [
+                "data",
+                "synth",
+                "--out",
+                str(out),
+                "--config",
+                "smoke",
+                "--set",
+                "data.synth.num_images=12",
+            ]
+        )
+        == 0
+    )
+    line = capsys.readouterr().out
+    assert line.startswith(f"{out}: 12 scenes") and voc.dataset_hash(out) in line
+    assert main(["data", "check", str(out), "--config", "smoke"]) == 0
+    assert len(list((out / "JPEGImages").glob("*.jpg"))) == 12
