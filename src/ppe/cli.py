@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ppe.edge.commands",
     "ppe.gate",
     "ppe.registry.commands",
+    "ppe.aml.commands",
 )
 
 
