@@ -257,7 +257,7 @@ def train(
     from ppe.model.bundle import load_model_dir, save_model_dir
     from ppe.model.darknet_weights import transfer
     from ppe.model.spec import YoloSpec
-    from ppe.model.training import YoloTrainer
+    from ppe.model.training import YoloTrainer, make_optimizer
     from ppe.model.yolov3 import build_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -322,12 +322,14 @@ def train(
             report = transfer(source, model)
             logger.info("initialised from %s: %s", config.train.init_from, report)
         trainer = YoloTrainer(model, spec, ignore_threshold=config.train.ignore_threshold)
-        optimizer = keras.optimizers.AdamW(
-            learning_rate=_learning_rate(config, steps),
+        optimizer = make_optimizer(
+            _learning_rate(config, steps),
             weight_decay=config.train.weight_decay,
             global_clipnorm=10.0,
         )
         trainer.compile(optimizer=optimizer, jit_compile=config.train.jit_compile)
+        # BackupAndRestore restores into a built model: build it with one dummy batch.
+        trainer(tf.zeros((1, spec.image_size, spec.image_size, 3)))
 
     tracker = (
         _MlflowTracker(tracking_uri, config.tracking.experiment, out_dir) if tracking_uri else None
@@ -344,6 +346,7 @@ def train(
             steps_per_epoch=steps,
             validation_data=val_ds,
             callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles
             verbose=1 if os.isatty(2) else 2,
         )
         if guard.failure:
