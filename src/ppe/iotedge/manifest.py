@@ -49,6 +49,9 @@ CREATE_OPTIONS_MAX_CHUNKS = 8
 TEMPLATE_SCHEMA_FILE = "azure-iot-edge-deployment-template-4.0.json"
 MANIFEST_SCHEMA_FILE = "azure-iot-edge-deployment-2.0.json"
 DEFAULT_MODULES_PATH = "modules"
+# Variables that may be set to an empty string: no per-build tag; no frame source (the module
+# then scores only what is POSTed to its HTTP port). Every other variable must be non-empty.
+ALLOW_EMPTY: frozenset[str] = frozenset({"CONTAINER_TAG", "FRAME_SOURCE"})
 WHERE_TO_SET = (
     "set it in the .env file beside the template (see .env.template) or in the environment "
     "(in Azure DevOps: the variable group)"
@@ -219,6 +222,7 @@ def expand_variables(
     source: str,
     platform: str | None = None,
     modules_dir: Path | None = None,
+    allow_empty: frozenset[str] = ALLOW_EMPTY,
 ) -> str:
     """Expand ``${VAR}``, ``$VAR`` and ``${MODULES.<name>[.<platform>]}`` in JSON text.
 
@@ -228,6 +232,7 @@ def expand_variables(
         source: File name used in messages.
         platform: Default platform for ``${MODULES.<name>}``; needed when the text has one.
         modules_dir: Folder of module folders; needed when the text has ``${MODULES...}``.
+        allow_empty: Variables that may be set to an empty string (others must have a value).
 
     Returns:
         The text with every reference replaced; values are JSON-string-escaped.
@@ -269,7 +274,7 @@ def expand_variables(
         if match["braced"] is not None and not _VARIABLE_NAME.match(name):
             return json.dumps(module_image(name, line), ensure_ascii=False)[1:-1]
         value = env.get(name)
-        if not value:
+        if value is None or (not value and name not in allow_empty):
             missing.setdefault(name, []).append(line)
             return match.group(0)
         return json.dumps(value, ensure_ascii=False)[1:-1]

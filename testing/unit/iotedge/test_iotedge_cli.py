@@ -49,7 +49,11 @@ def base_args(env_file: Path, out: Path) -> list[str]:
 
 def test_edge_group_is_registered_in_the_cli() -> None:
     assert "ppe.edge.commands" in cli.COMMAND_MODULES
-    assert [add.__name__ for add in commands.SUBCOMMANDS] == ["add_manifest_command"]
+    assert commands.add_manifest_command in commands.SUBCOMMANDS
+    args = edge_parser().parse_args(["edge", "manifest", "--platform", "amd64", "--tag", "t",
+                                     "--model-version", "1", "--out", "x.json"])  # fmt: skip
+    assert args.func is commands.run_manifest
+    assert args.template == commands.DEFAULT_TEMPLATE
 
 
 def test_manifest_command_writes_the_rendered_manifest(

@@ -186,13 +186,23 @@ def test_every_missing_variable_is_listed_and_empty_counts_as_missing(
     edge_env: dict[str, str],
 ) -> None:
     del edge_env["CONTAINER_REGISTRY_PASSWORD"]
-    edge_env["FRAME_SOURCE"] = ""
+    edge_env["CAMERA_ID"] = ""
     with pytest.raises(m.ManifestError) as caught:
         m.render_manifest(TEMPLATE, edge_env, "amd64", tag="1", model_version=3)
     message = str(caught.value)
     assert "CONTAINER_REGISTRY_PASSWORD (line" in message
-    assert re.search(r"FRAME_SOURCE \(line \d+, set but empty\)", message)
-    assert "CAMERA_ID" not in message
+    assert re.search(r"CAMERA_ID \(line \d+, set but empty\)", message)
+    assert "FRAME_SOURCE" not in message
+
+
+def test_empty_frame_source_means_http_only_scoring(edge_env: dict[str, str]) -> None:
+    edge_env["FRAME_SOURCE"] = ""
+    manifest = m.render_manifest(TEMPLATE, edge_env, "amd64", tag="1", model_version=3)
+    assert detector(manifest)["env"]["FRAME_SOURCE"] == {"value": ""}
+    assert m.manifest_errors(manifest, SCHEMAS) == []
+    del edge_env["FRAME_SOURCE"]
+    with pytest.raises(m.ManifestError, match=r"FRAME_SOURCE \(line \d+\)"):
+        m.render_manifest(TEMPLATE, edge_env, "amd64", tag="1", model_version=3)
 
 
 def test_missing_registry_server_is_reported_from_module_json(edge_env: dict[str, str]) -> None:
