@@ -107,3 +107,23 @@ def test_missing_layout_is_reported(tmp_path: Path) -> None:
     assert reasons(check_dataset(tmp_path / "nope", CLASSES)) == [
         f"{tmp_path / 'nope'}: not a folder; give the dataset root"
     ]
+
+
+def test_truncated_jpeg_is_caught_by_decoding(make_voc) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    root = make_voc({"a": [("helmet", 1, 1, 20, 20)]})
+    png = root / "JPEGImages" / "a.png"
+    jpeg = png.with_suffix(".jpg")
+    Image.open(png).save(jpeg, quality=90)
+    png.unlink()
+    xml = root / "Annotations" / "a.xml"
+    xml.write_text(xml.read_text(encoding="utf-8").replace("a.png", "a.jpg"), encoding="utf-8")
+    assert check_dataset(root, CLASSES) == []
+    data = jpeg.read_bytes()
+    jpeg.write_bytes(data[: len(data) // 2])
+    with Image.open(jpeg) as image:
+        image.verify()  # the header alone looks fine: verify() is not enough
+    assert [str(problem).split(" (")[0] for problem in check_dataset(root, CLASSES)] == [
+        f"{jpeg}: truncated or corrupt image"
+    ]
