@@ -242,6 +242,7 @@ def expand_variables(
             it, or an unknown module or platform.
     """
     missing: dict[str, list[int]] = {}
+    problems: list[str] = []
     modules: dict[str, ModuleImage] = {}
 
     def module_image(placeholder: str, line: int) -> str:
@@ -272,7 +273,11 @@ def expand_variables(
         line = _line_of(text, match.start())
         name = match["bare"] or match["braced"]
         if match["braced"] is not None and not _VARIABLE_NAME.match(name):
-            return json.dumps(module_image(name, line), ensure_ascii=False)[1:-1]
+            try:
+                return json.dumps(module_image(name, line), ensure_ascii=False)[1:-1]
+            except ManifestError as error:  # reported with the missing variables below
+                problems.append(str(error))
+                return match.group(0)
         value = env.get(name)
         if value is None or (not value and name not in allow_empty):
             missing.setdefault(name, []).append(line)
@@ -285,7 +290,9 @@ def expand_variables(
             f"{name} (line {', '.join(map(str, lines))}{', set but empty' if name in env else ''})"
             for name, lines in missing.items()
         )
-        raise ManifestError(f"{source} needs variables that are not set: {listed}; {WHERE_TO_SET}")
+        problems.insert(0, f"{source} needs variables that are not set: {listed}; {WHERE_TO_SET}")
+    if problems:
+        raise ManifestError("\n".join(problems) if len(problems) > 1 else problems[0])
     return expanded
 
 

@@ -205,10 +205,17 @@ def test_empty_frame_source_means_http_only_scoring(edge_env: dict[str, str]) ->
         m.render_manifest(TEMPLATE, edge_env, "amd64", tag="1", model_version=3)
 
 
-def test_missing_registry_server_is_reported_from_module_json(edge_env: dict[str, str]) -> None:
+def test_missing_registry_server_is_reported_for_template_and_module_json(
+    edge_env: dict[str, str],
+) -> None:
     del edge_env["CONTAINER_REGISTRY_SERVER"]
-    with pytest.raises(m.ManifestError, match=r"module\.json needs .*CONTAINER_REGISTRY_SERVER"):
-        m.render_manifest(TEMPLATE, edge_env, "amd64", tag="1", model_version=3)
+    del edge_env["MODEL_VERSION"]
+    with pytest.raises(m.ManifestError) as caught:
+        m.render_manifest(TEMPLATE, edge_env, "amd64", tag="1")
+    first, second = str(caught.value).splitlines()
+    assert re.match(r"deployment\.template\.json needs .*CONTAINER_REGISTRY_SERVER \(line", first)
+    assert "MODEL_VERSION (line" in first
+    assert re.search(r"module\.json needs .*CONTAINER_REGISTRY_SERVER \(line 6\)", second)
 
 
 def test_iot_edge_dollar_names_are_not_variables(edge_env: dict[str, str]) -> None:
