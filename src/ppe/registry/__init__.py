@@ -56,8 +56,8 @@ def get_registry(
     if ml_client is None:
         raise ConfigError(
             "registry.backend is 'azureml' but no Azure ML client was given; pass ml_client "
-            "(the CLI builds one from AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and "
-            "AZUREML_WORKSPACE_NAME), or set registry.backend=local"
+            "(the CLI builds one from the workspace settings Terraform writes to the "
+            "environment or .env, see ppe.aml.settings), or set registry.backend=local"
         )
     from ppe.registry.azureml import AzureMLRegistry
 

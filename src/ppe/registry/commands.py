@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ppe.config import Config, add_config_arguments, load_config
-from ppe.errors import ConfigError, PpeError
+from ppe.errors import PpeError
 
 logger = logging.getLogger(__name__)
 
@@ -55,24 +55,13 @@ def _git_commit() -> str:
 
 
 def _ml_client_from_environment() -> Any:
-    """An MLClient for the workspace named in the environment (written by Terraform's .env)."""
-    names = ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME")
-    values = {name: os.environ.get(name, "") for name in names}
-    missing = [name for name, value in values.items() if not value]
-    if missing:
-        raise ConfigError(
-            f"registry.backend is 'azureml' but {', '.join(missing)} is not set; source the .env "
-            "written by `terraform apply`, or use --set registry.backend=local"
-        )
-    from azure.ai.ml import MLClient
-    from azure.identity import DefaultAzureCredential
+    """An MLClient for the workspace named by Terraform's outputs (environment over ``./.env``)."""
+    from ppe.aml.client import ml_client
+    from ppe.aml.settings import ENV_FILE_NAME, load_settings
 
-    return MLClient(
-        DefaultAzureCredential(),
-        subscription_id=values["AZURE_SUBSCRIPTION_ID"],
-        resource_group_name=values["AZURE_RESOURCE_GROUP"],
-        workspace_name=values["AZUREML_WORKSPACE_NAME"],
-    )
+    env_file = Path(ENV_FILE_NAME)
+    settings = load_settings(os.environ, env_file if env_file.is_file() else None)
+    return ml_client(settings)
 
 
 def _registry(config: Config) -> Any:

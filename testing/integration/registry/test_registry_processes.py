@@ -275,3 +275,14 @@ def test_damaged_registry_fails_the_cli_and_changes_nothing(tmp_path: Path, kind
         == 1
     )
     assert tree_hash(root) == before
+
+
+def test_azureml_backend_without_workspace_settings_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    for key in ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AML_WORKSPACE"):
+        monkeypatch.delenv(key, raising=False)
+    status = main(["models", "list", "--config", "smoke", "--set", "registry.backend=azureml"])
+    assert status == 1
+    assert "AZURE_SUBSCRIPTION_ID" in caplog.text and "not set" in caplog.text
