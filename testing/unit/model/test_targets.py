@@ -1,0 +1,101 @@
+"""encode_targets: shapes, anchor choice, cell placement, graph mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ppe.model.spec import YoloSpec
+from ppe.model.targets import BOXES_KEY, encode_targets, target_keys
+
+SPEC = YoloSpec.default("yolov3", ("helmet", "head"), image_size=416)
+
+
+def _encode(boxes: list[list[float]], labels: list[int], **kwargs: int) -> dict[str, np.ndarray]:
+    encoded = encode_targets(
+        tf.constant(boxes, tf.float32, shape=(len(boxes), 4)),
+        tf.constant(labels, tf.int32, shape=(len(labels),)),
+        SPEC,
+        **kwargs,
+    )
+    return {key: value.numpy() for key, value in encoded.items()}
+
+
+def test_shapes_and_keys() -> None:
+    targets = _encode([[0.1, 0.1, 0.3, 0.4]], [1], max_boxes=7)
+    assert target_keys(SPEC) == ("stride_32", "stride_16", "stride_8")
+    assert set(targets) == {"stride_32", "stride_16", "stride_8", BOXES_KEY}
+    assert targets["stride_32"].shape == (13, 13, 3, 6)
+    assert targets["stride_16"].shape == (26, 26, 3, 6)
+    assert targets["stride_8"].shape == (52, 52, 3, 6)
+    assert targets[BOXES_KEY].shape == (7, 4)
+
+
+def test_box_goes_to_best_anchor_and_centre_cell() -> None:
+    # 120 x 92 px at 416: best shape match is anchor 6 (116, 90), output 0 (stride 32), slot 0.
+    xmin, ymin = 90 / 416, 200 / 416  # centre (4.69, 7.69) in grid units: away from cell edges
+    box = [xmin, ymin, xmin + 120 / 416, ymin + 92 / 416]
+    targets = _encode([box], [1])
+    centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    row, column = int(centre_y * 13), int(centre_x * 13)
+    cell = targets["stride_32"][row, column, 0]
+    np.testing.assert_allclose(cell, [*box, 1.0, 1.0], rtol=1e-6)
+    assert targets["stride_32"][..., 4].sum() == 1
+    assert targets["stride_16"][..., 4].sum() == 0
+    assert targets["stride_8"][..., 4].sum() == 0
+    np.testing.assert_allclose(targets[BOXES_KEY][0], box, rtol=1e-6)
+    assert not targets[BOXES_KEY][1:].any()
+
+
+def test_small_box_goes_to_finest_scale() -> None:
+    # 10 x 13 px: exactly anchor 0, owned by output 2 (stride 8), slot 0.
+    box = [0.5, 0.5, 0.5 + 10 / 416, 0.5 + 13 / 416]
+    targets = _encode([box], [0])
+    (row, column, slot), *_ = np.argwhere(targets["stride_8"][..., 4] == 1)
+    assert (row, column, slot) == (int(0.5 * 52 + 6.5 / 8), int(0.5 * 52 + 5 / 8), 0)
+    assert targets["stride_8"][row, column, slot, 5] == 0.0
+
+
+def test_empty_and_degenerate_boxes() -> None:
+    targets = _encode([], [])
+    assert all(not value.any() for value in targets.values())
+    targets = _encode([[0.2, 0.2, 0.2, 0.5], [0.1, 0.1, 0.2, 0.2]], [0, 1])
+    total = sum(targets[key][..., 4].sum() for key in target_keys(SPEC))
+    assert total == 1  # the zero-width box is dropped
+    assert np.count_nonzero(targets[BOXES_KEY].any(axis=1)) == 1
+
+
+def test_boxes_beyond_max_boxes_still_encoded() -> None:
+    boxes = [[0.1 * i, 0.1 * i, 0.1 * i + 0.05, 0.1 * i + 0.05] for i in range(5)]
+    targets = _encode(boxes, [0] * 5, max_boxes=2)
+    assert targets[BOXES_KEY].shape == (2, 4)
+    assert sum(targets[key][..., 4].sum() for key in target_keys(SPEC)) == 5
+
+
+def test_invalid_label_is_rejected() -> None:
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_classes"):
+        _encode([[0.1, 0.1, 0.2, 0.2]], [2])
+
+
+def test_runs_in_dataset_map_and_batches() -> None:
+    spec = YoloSpec.default("yolov3_tiny", ("helmet", "head"), image_size=64)
+    boxes = tf.ragged.constant(
+        [[[0.1, 0.1, 0.5, 0.6]], [[0.2, 0.3, 0.4, 0.5], [0.6, 0.6, 0.9, 0.95]]],
+        ragged_rank=1,
+        inner_shape=(4,),
+    )
+    labels = tf.ragged.constant([[0], [1, 0]])
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((boxes, labels))
+        .map(lambda b, c: encode_targets(b, c, spec, max_boxes=5))
+        .batch(2)
+    )
+    batch = next(iter(dataset))
+    assert batch["stride_32"].shape == (2, 2, 2, 3, 6)
+    assert batch["stride_16"].shape == (2, 4, 4, 3, 6)
+    assert batch[BOXES_KEY].shape == (2, 5, 4)
+    objects = [
+        int(tf.reduce_sum(batch[key][i, ..., 4])) for i in range(2) for key in target_keys(spec)
+    ]
+    assert sum(objects[:2]) == 1 and sum(objects[2:]) == 2
