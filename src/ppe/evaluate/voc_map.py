@@ -59,7 +59,7 @@ def _as_boxes(value: Any, what: str) -> FloatArray:
     return boxes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ImageGroundTruth:
     """The ground-truth boxes of one image.
 
@@ -92,7 +92,7 @@ class ImageGroundTruth:
         object.__setattr__(self, "difficult", flags)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ImageDetections:
     """The detections of one image, in the order the detector emitted them.
 
@@ -121,7 +121,7 @@ class ImageDetections:
         object.__setattr__(self, "labels", label_array)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ClassResult:
     """AP and counts of one class.
 
@@ -173,7 +173,7 @@ class ClassResult:
         return data
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class VocMapResult:
     """The outcome of :func:`evaluate_voc_map`.
 
