@@ -10,23 +10,23 @@ locals {
   compact_name   = "${var.workload}${var.environment}${local.suffix}"
 
   names = {
-    resource_group      = "rg-${local.base_name}-${var.location}"
-    log_analytics       = "log-${local.base_name}-${local.suffix}"
-    application_insight = "appi-${local.base_name}-${local.suffix}"
-    key_vault           = "kv-${local.base_name}-${local.suffix}" # 3-24, letters, digits, '-'
-    storage_account     = "st${local.compact_name}"               # 3-24, lower-case letters and digits
-    container_registry  = "cr${local.compact_name}"               # 5-50, letters and digits
-    aml_workspace       = "mlw-${local.base_name}-${local.suffix}"
-    gpu_cluster         = "gpu-cluster" # AML compute names: 2-16 characters
-    cpu_cluster         = "cpu-cluster"
-    compute_identity    = "id-${local.base_name}-compute"
-    pipeline_identity   = "id-${local.base_name}-pipelines"
-    iothub              = "iot-${local.base_name}-${local.suffix}"
-    dps                 = "provs-${local.base_name}-${local.suffix}"
-    edge_registry_token = "edge-pull"
-    edge_password_kv    = "edge-registry-token-password"
-    service_connection  = "sc-${local.base_name}-azure"
-    variable_group      = "vg-${local.base_name}"
+    resource_group        = "rg-${local.base_name}-${var.location}"
+    log_analytics         = "log-${local.base_name}-${local.suffix}"
+    application_insight   = "appi-${local.base_name}-${local.suffix}"
+    key_vault             = "kv-${local.base_name}-${local.suffix}" # 3-24, letters, digits, '-'
+    storage_account       = "st${local.compact_name}"               # 3-24, lower-case letters and digits
+    container_registry    = "cr${local.compact_name}"               # 5-50, letters and digits
+    aml_workspace         = "mlw-${local.base_name}-${local.suffix}"
+    gpu_cluster           = "gpu-cluster" # AML compute names: 2-16 characters
+    cpu_cluster           = "cpu-cluster"
+    compute_identity      = "id-${local.base_name}-compute"
+    pipeline_identity     = "id-${local.base_name}-pipelines"
+    iothub                = "iot-${local.base_name}-${local.suffix}"
+    dps                   = "provs-${local.base_name}-${local.suffix}"
+    edge_registry_token   = "edge-pull"
+    edge_registry_kv_name = "edge-registry-token-password"
+    service_connection    = "sc-${local.base_name}-azure"
+    variable_group        = "vg-${local.base_name}"
   }
 
   # One tag map, merged into every resource.

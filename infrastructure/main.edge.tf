@@ -13,7 +13,7 @@ module "edge" {
   image_repositories                     = var.edge_image_repositories
   password_rotation_days                 = var.edge_registry_password_rotation_days
   key_vault_id                           = azurerm_key_vault.this.id
-  password_secret_name                   = local.names.edge_password_kv
+  password_secret_name                   = local.names.edge_registry_kv_name
 
   iothub_sku = {
     name     = var.iothub_sku_name

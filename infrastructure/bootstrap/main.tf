@@ -19,7 +19,7 @@ resource "azurerm_storage_account" "state" {
   #checkov:skip=CKV_AZURE_59:Hosted Azure DevOps agents reach the state over the internet; shared keys and anonymous access are disabled, so only Entra principals with a data role get in.
   #checkov:skip=CKV2_AZURE_33:A private endpoint would need self-hosted agents inside a virtual network.
   #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys; a customer-managed key would need a key vault that itself needs state.
-  #checkov:skip=CKV_AZURE_33:No queues are used.
+  #checkov:skip=CKV_AZURE_33:No queues are used in the state account; queue logging would only add cost.
   name                            = var.storage_account_name
   location                        = azurerm_resource_group.state.location
   resource_group_name             = azurerm_resource_group.state.name
