@@ -1,7 +1,7 @@
 """Names of the Azure resources, read from Terraform's ``pipeline_variables`` (never hard-coded).
 
 Terraform writes them into the Azure DevOps variable group (pipelines see them as environment
-variables) and, through ``infrastructure/scripts/write_env.sh``, into a ``.env`` file at the
+variables) and, through ``infrastructure/scripts/write_env.py``, into a ``.env`` file at the
 repository root. :func:`load_settings` overlays the process environment on that file, so a
 pipeline variable wins over a stale ``.env``.
 
@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 ENV_FILE_NAME = ".env"
 ENV_FIX = (
-    "run infrastructure/scripts/write_env.sh after terraform apply, or set it in the environment"
+    "run `python infrastructure/scripts/write_env.py` after terraform apply, "
+    "or set it in the environment"
 )
 
 # Settings field -> the pipeline_variables key it comes from. Every key here must be one of
@@ -46,7 +47,7 @@ _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    r"""Parse a ``.env`` file: ``KEY=value`` lines, as written by ``write_env.sh``.
+    r"""Parse a ``.env`` file: ``KEY=value`` lines, as written by ``write_env.py``.
 
     Blank lines and ``#`` comments are skipped, an ``export`` prefix is allowed, values may be
     single- or double-quoted (double quotes understand ``\\"`` and ``\\\\``), and an unquoted value
@@ -157,7 +158,8 @@ def load_settings(environ: Mapping[str, str], env_file: Path | None = None) -> A
     missing = [key for key in SETTINGS_KEYS.values() if not values.get(key, "").strip()]
     if missing:
         where = f" (looked in the environment and {env_file})" if env_file is not None else ""
-        raise ConfigError(f"{', '.join(missing)} is not set{where}: {ENV_FIX}")
+        verb = "is" if len(missing) == 1 else "are"
+        raise ConfigError(f"{', '.join(missing)} {verb} not set{where}: {ENV_FIX}")
     return AmlSettings(**{name: values[key].strip() for name, key in SETTINGS_KEYS.items()})
 
 
