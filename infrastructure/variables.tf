@@ -273,8 +273,8 @@ variable "dps_enabled" {
 
 variable "edge_image_repositories" {
   type        = list(string)
-  description = "Registry repositories the edge devices' pull-only token may read. A trailing `/*` grants a whole namespace (the default `edge/*` covers every image pushed as `<registry>/edge/<module>`)."
-  default     = ["edge/*"]
+  description = "Registry repositories the edge devices' pull-only token may read (the default is the ppedetector module's image, environments/iotedge/modules/ppedetector/module.json). A trailing `/*` grants a whole namespace, e.g. `edge/*`."
+  default     = ["ppedetector"]
   nullable    = false
 
   validation {
