@@ -321,8 +321,12 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             phrase = "error"
         self.close_connection = True
-        if not hasattr(self, "command") or self.command is None:
+        if getattr(self, "command", None) is None:
             self.command = "GET"
+        # An unparsable request line leaves the stdlib assuming HTTP/0.9 (body only, no status
+        # line); answer with a full HTTP/1.0 response instead.
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
         self._error(code, phrase.lower().replace(" ", "_"), message or phrase)
 
     def do_GET(self) -> None:
