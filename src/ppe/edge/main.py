@@ -226,10 +226,7 @@ class EdgeModule:
         )
         self.outbox = DurableQueue(options.queue_dir)
         config = base_config or EdgeConfig()
-        self.settings = LiveSettings(
-            config.model_copy(update={"http_port": options.http_port}),
-            state_file=options.queue_dir / STATE_FILE,
-        )
+        self.settings = LiveSettings(config, state_file=options.queue_dir / STATE_FILE)
         self.rule = AlertRule(self.settings.config)
         self.settings.subscribe(self.rule.update)
         self.stats = FrameStats()
