@@ -65,7 +65,7 @@ variable "tags" {
 
   validation {
     condition     = length(var.tags) <= 45 && alltrue([for key, value in var.tags : length(key) <= 512 && length(value) <= 256 && !can(regex("[<>%&\\\\?/]", key))])
-    error_message = "`tags`: at most 45 entries (Azure allows 50 and the template adds its own), keys up to 512 characters without < > % & \\ ? /, values up to 256 characters."
+    error_message = "`tags` must have at most 45 entries (Azure allows 50 and the template adds its own), keys up to 512 characters without < > % & \\ ? /, values up to 256 characters."
   }
 }
 

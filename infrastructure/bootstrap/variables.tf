@@ -71,6 +71,6 @@ variable "tags" {
 
   validation {
     condition     = length(var.tags) <= 48 && alltrue([for key, value in var.tags : length(key) <= 512 && length(value) <= 256])
-    error_message = "`tags`: at most 48 entries, keys up to 512 characters, values up to 256 characters."
+    error_message = "`tags` must have at most 48 entries, keys up to 512 characters, values up to 256 characters."
   }
 }

@@ -12,17 +12,18 @@
 #                                /etc/aziot/config.toml; it is never printed
 #
 # Reads IOTHUB_NAME and AZURE_RESOURCE_GROUP (and DPS_NAME with --dps) from the environment or the
-# repository's .env (infrastructure/scripts/write_env.py). Signs in with Entra ID (--auth-type
+# repository's .env (infrastructure/scripts/write_env.py; PPE_DOTENV names another file). Signs in with Entra ID (--auth-type
 # login): the caller needs "IoT Hub Data Contributor" on the hub, which the pipeline identity has.
 set -euo pipefail
 
 usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-if [[ -f "$repo_root/.env" ]]; then
+dotenv="${PPE_DOTENV:-$repo_root/.env}"
+if [[ -f "$dotenv" ]]; then
   set -a
-  # shellcheck disable=SC1091
-  source "$repo_root/.env"
+  # shellcheck disable=SC1090
+  source "$dotenv"
   set +a
 fi
 

@@ -326,6 +326,25 @@ def _bool(value: Any) -> bool:
     return value
 
 
+_ESCAPES = re.compile(r"\\(?:u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))|\$\$\{|%%\{")
+_SIMPLE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
+
+
+def _hcl_unescape(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        whole = match.group(0)
+        if whole in ("$${", "%%{"):
+            return whole[1:]
+        code = match.group(1) or match.group(2)
+        if code:
+            return chr(int(code, 16))
+        if match.group(3) not in _SIMPLE_ESCAPES:
+            raise UnsupportedExpressionError(f"escape {whole!r}")
+        return _SIMPLE_ESCAPES[match.group(3)]
+
+    return _ESCAPES.sub(replace, text)
+
+
 def _traverse(value: Any, steps: list[dict[str, str]]) -> Any:
     for step in steps:
         key: Any = step["segment"]
@@ -362,7 +381,8 @@ def evaluate(ast: Mapping[str, Any], scope: Mapping[str, Any]) -> Any:
         if literal_type == "bool":
             return text == "true"
         if literal_type == "string":
-            return text
+            # The syntax tree keeps the source text of template literals: undo HCL's escapes.
+            return _hcl_unescape(text)
         if text == "null":
             return None
         raise UnsupportedExpressionError(f"literal {meta}")
