@@ -342,7 +342,15 @@ class EdgeModule:
         }
 
     def _telemetry_loop(self) -> None:
-        while not self.stop_event.wait(self.settings.config.telemetry_interval_s):
+        last = time.monotonic()
+        while True:
+            # Re-read the interval on every tick: the twin may change it at any time.
+            due = last + self.settings.config.telemetry_interval_s
+            if self.stop_event.wait(min(max(due - time.monotonic(), 0.0), 0.5)):
+                return
+            if time.monotonic() < due:
+                continue
+            last = time.monotonic()
             message = self.telemetry()
             self._enqueue("telemetry", message["messageId"], message)
             logger.debug("telemetry queued: %s", message)
