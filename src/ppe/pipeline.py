@@ -7,10 +7,11 @@ A run folder ``<out>/<run id>/`` holds::
     data_check.txt       the data check's verdict
     train/               checkpoints, TensorBoard logs, the model folder, train.json
     evaluate/            metrics.json, pr_curves.json, ground-truth/, detection-results/
-    champion_evaluate/   the champion re-evaluated on this run's data (when it had other data)
+    champion/            the champion model, downloaded from the registry (if there is one)
+    champion_evaluate/   the champion evaluated on this run's data, split and thresholds
     gate.json            champion vs challenger decision
     register.json        the registered version and whether it became champion
-    export/              LiteRT models and their metrics (when the export step is available)
+    export/              LiteRT fp32/int8 models, labels and the mAP/latency of each backend
     report/index.html    the report; report.zip beside it
     pipeline.json        the steps, their durations and outcome
 
@@ -154,8 +155,10 @@ def run_pipeline(
         PpeError: a step failed; the run folder keeps what the finished steps wrote.
     """
     from ppe.evaluate.detect import evaluate_model_dir
+    from ppe.export import export_model_dir
     from ppe.gate import run_gate
     from ppe.registry import get_registry
+    from ppe.registry.commands import register_candidate
     from ppe.report import build_report
     from ppe.train import train
 
@@ -184,22 +187,19 @@ def run_pipeline(
         ),
     )
 
+    # The champion is always re-evaluated on this run's data, split and thresholds, so the gate
+    # compares like with like (and the report can show both per class).
     champion = registry.champion(name)
     champion_metrics: Path | None = None
-    champion_dir = run_dir / "champion"
     if champion is not None:
+        champion_dir = run_dir / "champion" / "model"
         registry.download(name, champion.version, champion_dir)
-        candidate = champion_dir / "metrics.json"
-        champion_metrics = candidate if candidate.is_file() else None
-
-    def reevaluate() -> dict[str, Any]:
-        logger.info("re-evaluating champion v%s on this run's data", champion and champion.version)
-        return evaluate_model_dir(
-            champion_dir / "model", data_dir, run_dir / "champion_evaluate", config.evaluate
+        steps.run(
+            "champion_evaluate",
+            lambda: evaluate_model_dir(
+                champion_dir, data_dir, run_dir / "champion_evaluate", config.evaluate
+            ),
         )
-
-    if champion is not None and champion_metrics is None:
-        steps.run("champion_evaluate", reevaluate)
         champion_metrics = run_dir / "champion_evaluate" / "metrics.json"
     decision = steps.run(
         "gate",
@@ -209,32 +209,29 @@ def run_pipeline(
             run_dir / "gate.json",
             margin=config.gate.margin,
             metric=config.gate.metric,
-            champion_evaluator=reevaluate if champion is not None else None,
         ),
     )
 
     def register() -> dict[str, Any]:
-        from ppe.registry.package import package_model
-
-        package = package_model(
-            trained.model_dir, metrics_path, run_dir / "gate.json", run_dir / "register" / "package"
+        version = register_candidate(
+            registry,
+            name,
+            trained.model_dir,
+            json.loads((run_dir / "gate.json").read_text()),
+            json.loads(metrics_path.read_text()),
+            config_hash=config.hash(),
+            git_commit=git_commit(repo_dir or Path.cwd()),
+            run_id=run_id,
         )
-        metrics = json.loads(metrics_path.read_text())
-        tags = {
-            "map50": f"{metrics['map50']:.4f}" if metrics.get("map50") is not None else "nan",
-            "data_hash": str(metrics["data_hash"]),
-            "config_hash": config.hash(),
-            "git_commit": git_commit(repo_dir or Path.cwd()),
-            "run_id": run_id,
-        }
-        version = registry.register(package, name, tags=tags)
-        if decision.promote:
-            version = registry.set_champion(name, version.version)
         summary = {"version": version.to_dict(), "promoted": decision.promote}
         (run_dir / "register.json").write_text(json.dumps(summary, indent=2))
         return summary
 
     steps.run("register", register)
+    steps.run(
+        "export",
+        lambda: export_model_dir(trained.model_dir, data_dir, run_dir / "export", config),
+    )
     report = steps.run("report", lambda: build_report(run_dir))
     metrics = json.loads(metrics_path.read_text())
     steps.write(

@@ -84,6 +84,23 @@ def select_strategy(environ: Mapping[str, str]) -> Any:
     return tf.distribute.get_strategy()
 
 
+def worker_role(environ: Mapping[str, str]) -> tuple[bool, int]:
+    """``(is_chief, worker index)`` from ``TF_CONFIG``; a single process is the chief.
+
+    In multi-worker training every worker runs this script; only the chief (task ``chief``, or
+    worker 0 when there is none) writes the model folder, the summary and MLflow records. The
+    others keep their checkpoints in a private folder so they never overwrite the chief's.
+    """
+    tf_config = environ.get("TF_CONFIG")
+    if not tf_config:
+        return True, 0
+    document = json.loads(tf_config)
+    task = document.get("task", {})
+    task_type, index = task.get("type", "worker"), int(task.get("index", 0))
+    has_chief = bool(document.get("cluster", {}).get("chief"))
+    return (task_type == "chief" or (task_type == "worker" and index == 0 and not has_chief)), index
+
+
 def _learning_rate(config: Config, steps_per_epoch: int) -> Any:
     """Linear warm-up to ``train.learning_rate`` then cosine decay to 1% of it."""
     import keras
@@ -260,6 +277,11 @@ def train(
     from ppe.model.training import YoloTrainer, make_optimizer
     from ppe.model.yolov3 import build_model
 
+    is_chief, worker_index = worker_role(environ or {})
+    if not is_chief:
+        # Non-chief workers keep their own state; the chief's folder is the result.
+        out_dir = out_dir / ".workers" / str(worker_index)
+        tracking_uri = None
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_resume(out_dir, config)
     config.save(out_dir / "config.yaml")

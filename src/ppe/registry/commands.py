@@ -18,13 +18,13 @@ import json
 import logging
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from ppe.config import Config, add_config_arguments, load_config
 from ppe.errors import PpeError
+from ppe.pipeline import git_commit as current_git_commit
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +41,6 @@ def _read_json(path: Path, what: str, fix: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PpeError(f"{what} {path}: expected a JSON object; {fix}")
     return data
-
-
-def _git_commit() -> str:
-    """The current git commit (entry-point convenience), or ``unknown`` outside a checkout."""
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return UNKNOWN
-    return result.stdout.strip() or UNKNOWN
 
 
 def _ml_client_from_environment() -> Any:
@@ -179,7 +168,7 @@ def _register_command(args: argparse.Namespace) -> int:
         gate,
         metrics,
         config_hash=config.hash(),
-        git_commit=args.git_commit or _git_commit(),
+        git_commit=args.git_commit or current_git_commit(Path.cwd()),
         run_id=args.run_id or UNKNOWN,
     )
     sys.stdout.write(json.dumps(version.to_dict(), indent=2) + "\n")
