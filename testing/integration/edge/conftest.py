@@ -31,7 +31,19 @@ def tflite_models() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def edge_models(request: pytest.FixtureRequest, tflite_models: ModuleType) -> Path:
-    """Folder with random/rigged fp32/int8 .tflite files, reference.npz and labels.txt."""
-    cache_root = request.config.cache.mkdir("ppe_edge_tflite")
+def edge_models(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tflite_models: ModuleType,
+) -> Path:
+    """Folder with random/rigged fp32/int8 .tflite files, reference.npz and labels.txt.
+
+    Kept in pytest's cache between runs (rebuilt when the builder or the model code changes);
+    built into a temporary folder when the cache plugin is disabled.
+    """
+    cache = getattr(request.config, "cache", None)
+    if cache is not None:
+        cache_root = Path(cache.mkdir("ppe_edge_tflite"))
+    else:
+        cache_root = tmp_path_factory.mktemp("ppe_edge_tflite")
     return Path(tflite_models.ensure_models(cache_root))
