@@ -114,3 +114,21 @@ def test_mixed_precision_trains_with_float32_loss() -> None:
     assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
     history = trainer.fit(_dataset(), epochs=1, verbose=0, shuffle=False)
     assert all(np.isfinite(history.history["loss"]))
+
+
+def test_jit_compiled_train_step() -> None:
+    """XLA compiles the whole step (the GPU configuration; also runs on CPU)."""
+    trainer = YoloTrainer(build_model(SPEC), SPEC)
+    trainer.compile(optimizer=make_optimizer(1e-3), jit_compile=True)
+    history = trainer.fit(_dataset(), epochs=1, verbose=0, shuffle=False)
+    assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.requires_gpu
+@pytest.mark.usefixtures("mixed_precision")
+def test_jit_and_mixed_precision_on_gpu() -> None:
+    with tf.device("/GPU:0"):
+        trainer = YoloTrainer(build_model(SPEC), SPEC)
+        trainer.compile(optimizer=make_optimizer(1e-3), jit_compile=True)
+        history = trainer.fit(_dataset(), epochs=3, verbose=0, shuffle=False)
+    assert all(np.isfinite(history.history["loss"]))
