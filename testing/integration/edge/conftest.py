@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -31,19 +33,17 @@ def tflite_models() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def edge_models(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    tflite_models: ModuleType,
-) -> Path:
+def edge_models(request: pytest.FixtureRequest, tflite_models: ModuleType) -> Path:
     """Folder with random/rigged fp32/int8 .tflite files, reference.npz and labels.txt.
 
     Kept in pytest's cache between runs (rebuilt when the builder or the model code changes);
-    built into a temporary folder when the cache plugin is disabled.
+    in the system temporary folder when the cache plugin is disabled, so the unit and
+    integration folders still share one build.
     """
     cache = getattr(request.config, "cache", None)
     if cache is not None:
         cache_root = Path(cache.mkdir("ppe_edge_tflite"))
     else:
-        cache_root = tmp_path_factory.mktemp("ppe_edge_tflite")
+        cache_root = Path(tempfile.gettempdir()) / f"ppe_edge_tflite_{os.getuid()}"
+        cache_root.mkdir(exist_ok=True)
     return Path(tflite_models.ensure_models(cache_root))

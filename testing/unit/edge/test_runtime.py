@@ -129,6 +129,10 @@ def test_edge_runtime_imports_and_runs_without_tensorflow(edge_models: Path) -> 
                                   {str(edge_models / "labels.txt")!r})
         result = detector.detect(np.zeros((50, 80, 3), np.uint8), 0.25)
         assert len(result.detections) == 9, result
+        # The container's entry point, `ppe edge run`, parses through the whole CLI.
+        from ppe.cli import get_args_parser
+        args = get_args_parser().parse_args(["edge", "run"])
+        assert args.func.__module__ == "ppe.edge.runtime_commands"
         loaded = [name for name in sys.modules if name.split(".")[0] in ("tensorflow", "keras")]
         assert all(sys.modules[name] is None for name in loaded), loaded
         print("ok", len(result.detections))
