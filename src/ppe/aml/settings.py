@@ -38,10 +38,12 @@ SETTINGS_KEYS: dict[str, str] = {
     "model_name": "MODEL_NAME",
 }
 
-# The base image of both environments: Ubuntu 22.04 with Open MPI and the Azure ML run-time
+# The base image of both environments: Ubuntu 24.04 with Open MPI and the Azure ML run-time
 # pieces, no CUDA. TensorFlow's `and-cuda` extra brings the CUDA and cuDNN libraries as pip
 # wheels, so the same image serves the GPU cluster (the host supplies the driver) and the CPU one.
-BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+# Pinned to a dated release (see the image's release notes in Azure/AzureML-Containers): a
+# `latest` tag would change the environment under an unchanged version. Bump it deliberately.
+BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi5.0-ubuntu24.04:20250303.v1"
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
