@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import logging
 import os
 import re
 import shutil
@@ -53,6 +54,7 @@ PORT = 8883  # hard-coded by azure-iot-device for MQTT over TCP
 REPO = Path(__file__).resolve().parents[3]
 PHOTOS = REPO / "testing" / "fixtures" / "hardhat_sample" / "images" / "val"
 DEVICE, MODULE = "site-device-1", "ppedetector"
+logger = logging.getLogger(__name__)
 ALERT_LOG = re.compile(r"alert ([0-9a-f-]{36}) queued")
 
 
@@ -448,7 +450,7 @@ def test_alerts_survive_a_broker_outage_and_a_module_restart(
         "outage_s": round(outage_s, 1),
     }
     (tmp_path / "summary.json").write_text(json.dumps(summary))
-    print("MQTT outage summary:", json.dumps(summary))  # noqa: T201 - shown with pytest -s
+    logger.warning("MQTT outage summary: %s", json.dumps(summary))  # shown with pytest -rA
     assert summary["raised_during_outage"] >= 3
     assert outage_s >= 10
     # A duplicate (sent again after a crash before its acknowledgement was recorded) is the same
