@@ -31,3 +31,28 @@ def run_ppe(
             f"ppe {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}"
         )
     return result
+
+
+#: Flags for Debian's Chromium in a sandbox with no network (see the machine notes in the README).
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def chromium_path() -> str:
+    """Debian's Chromium (``make setup-system`` installs it); fails the test when missing."""
+    import shutil
+
+    import pytest
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("Chromium is missing: run `make setup-system` (Debian package chromium)")
+    return found

@@ -1,16 +1,15 @@
-"""A LiteRT (TFLite) YOLO model as a raw forward pass, with no TensorFlow.
+"""A LiteRT (TFLite) YOLO model as a batched raw forward pass, with no TensorFlow.
 
-Used by ``ppe export`` to score the exported files and by the IoT Edge module. Handles float32
-and full-integer int8 models: the input is quantised with the input tensor's scale and zero point,
-each output dequantised with its own, and outputs are returned in the model's scale order
-(stride 32 first), matched by grid size because converters may reorder them.
+A thin adapter over the edge module's :class:`ppe.edge.runtime.LiteRTDetector` (which owns the
+interpreter, int8 quantisation and output ordering) to the :data:`ppe.evaluate.detect.PredictFn`
+shape used by ``ppe export`` and the benchmarks, so exported files are scored by exactly the code
+that runs on the device.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -24,51 +23,37 @@ class LiteRTModel:
     """One ``.tflite`` file behind ``predict(batch) -> raw head outputs``.
 
     Args:
-        path: the ``.tflite`` file.
-        spec: the model spec (input size and the output grid sizes).
+        path: the ``.tflite`` file (a ``model.json`` or ``labels.txt`` beside it names the classes).
+        spec: the spec the file must match (input size, grids, classes).
         num_threads: interpreter threads.
 
     Raises:
-        PpeError: the file is missing, is not a LiteRT model, or its tensors do not match
-            ``spec``.
+        PpeError: the file is missing, is not a LiteRT YOLO model, or does not match ``spec``.
     """
 
     def __init__(self, path: Path, spec: YoloSpec, num_threads: int = 2) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        from ppe.edge.runtime import LiteRTDetector
 
-        if not path.is_file():
-            raise PpeError(f"{path}: no such LiteRT model; run `ppe export` to create it")
-        try:
-            self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as error:
-            raise PpeError(f"{path}: not a valid LiteRT model ({error})") from error
+        labels = path.parent / "labels.txt"
+        self._detector = LiteRTDetector(
+            path, labels if labels.is_file() else None, num_threads=num_threads
+        )
+        found = self._detector.spec
+        if (found.image_size, found.grid_sizes, found.num_classes) != (
+            spec.image_size,
+            spec.grid_sizes,
+            spec.num_classes,
+        ):
+            raise PpeError(
+                f"{path}: input {found.image_size} px, grids {list(found.grid_sizes)} and "
+                f"{found.num_classes} classes do not match the model spec ({spec.image_size} px, "
+                f"{list(spec.grid_sizes)}, {spec.num_classes}); export again from that model folder"
+            )
         self.path = path
         self.spec = spec
-        self._input = self._interpreter.get_input_details()[0]
-        expected = [1, spec.image_size, spec.image_size, 3]
-        if list(self._input["shape"]) != expected:
-            raise PpeError(
-                f"{path}: input shape {list(self._input['shape'])} does not match the model "
-                f"spec {expected}; export again from the same model folder"
-            )
-        outputs = self._interpreter.get_output_details()
-        by_grid = {int(detail["shape"][1]): detail for detail in outputs}
-        try:
-            self._outputs = [by_grid[grid] for grid in spec.grid_sizes]
-        except KeyError as error:
-            raise PpeError(
-                f"{path}: output grids {sorted(by_grid)} do not match the spec's "
-                f"{list(spec.grid_sizes)}"
-            ) from error
-
-    @property
-    def input_dtype(self) -> Any:
-        """The input tensor's dtype (float32 or int8)."""
-        return self._input["dtype"]
 
     def predict(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Forward pass.
+        """Forward pass, one image at a time (the LiteRT models have batch size 1).
 
         Args:
             batch: float32 ``(B, S, S, 3)`` letterboxed images in [0, 1].
@@ -77,20 +62,8 @@ class LiteRTModel:
             Raw head outputs, float32 ``(B, grid, grid, anchors, 5 + num_classes)``, stride 32
             first.
         """
-        results: list[list[np.ndarray]] = [[] for _ in self._outputs]
-        for image in np.asarray(batch, dtype=np.float32):
-            value = image[np.newaxis]
-            scale, zero_point = self._input["quantization"]
-            if self._input["dtype"] != np.float32:
-                info = np.iinfo(self._input["dtype"])
-                value = np.clip(np.round(value / scale + zero_point), info.min, info.max)
-                value = value.astype(self._input["dtype"])
-            self._interpreter.set_tensor(self._input["index"], value)
-            self._interpreter.invoke()
-            for slot, detail in enumerate(self._outputs):
-                raw = self._interpreter.get_tensor(detail["index"])
-                out_scale, out_zero = detail["quantization"]
-                if detail["dtype"] != np.float32:
-                    raw = (raw.astype(np.float32) - out_zero) * out_scale
-                results[slot].append(np.asarray(raw, dtype=np.float32))
-        return [np.concatenate(parts, axis=0) for parts in results]
+        per_image = [self._detector.raw_outputs(image) for image in np.asarray(batch)]
+        return [
+            np.concatenate([outputs[scale] for outputs in per_image], axis=0)
+            for scale in range(self.spec.num_scales)
+        ]

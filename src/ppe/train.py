@@ -121,10 +121,10 @@ def _learning_rate(config: Config, steps_per_epoch: int) -> Any:
 
 def _make_callbacks(
     out_dir: Path, config: Config, tracker: _MlflowTracker | None
-) -> tuple[list[Any], _FiniteLossGuard]:
+) -> tuple[list[Any], Any]:
     import keras
 
-    guard = _FiniteLossGuard(config)
+    guard = _finite_loss_guard(config)
     callbacks: list[Any] = [
         guard,
         keras.callbacks.BackupAndRestore(str(out_dir / BACKUP_DIR), save_freq="epoch"),
@@ -138,32 +138,33 @@ def _make_callbacks(
     return callbacks, guard
 
 
-class _FiniteLossGuard:
-    """Keras callback that stops at the first non-finite loss and remembers where."""
+def _finite_loss_guard(config: Config) -> Any:
+    """A Keras callback that stops at the first non-finite loss and keeps the reason in ``failure``.
 
-    def __new__(cls, config: Config) -> Any:
-        import keras
+    Keras is imported here rather than at module level so that ``ppe --help`` stays fast.
+    """
+    import keras
 
-        class Guard(keras.callbacks.Callback):  # type: ignore[misc]
-            def __init__(self) -> None:
-                super().__init__()
-                self.failure: str | None = None
-                self.epoch = 0
+    class Guard(keras.callbacks.Callback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.failure: str | None = None
+            self.epoch = 0
 
-            def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-                self.epoch = epoch
+        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self.epoch = epoch
 
-            def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-                loss = (logs or {}).get("loss")
-                if loss is not None and not math.isfinite(float(loss)):
-                    self.failure = (
-                        f"training loss became {float(loss)} at epoch {self.epoch + 1}, batch "
-                        f"{batch + 1}: lower train.learning_rate (now "
-                        f"{config.train.learning_rate:g}) or check the boxes with `ppe data check`"
-                    )
-                    self.model.stop_training = True
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.failure = (
+                    f"training loss became {float(loss)} at epoch {self.epoch + 1}, batch "
+                    f"{batch + 1}: lower train.learning_rate (now "
+                    f"{config.train.learning_rate:g}) or check the boxes with `ppe data check`"
+                )
+                self.model.stop_training = True
 
-        return Guard()
+    return Guard()
 
 
 class _MlflowTracker:

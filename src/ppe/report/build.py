@@ -190,7 +190,7 @@ def plot_loss(train_summary: Mapping[str, Any], out: Path) -> str | None:
 
 
 def _read_boxes(path: Path, with_score: bool) -> list[tuple[str, float, list[float]]]:
-    rows = []
+    rows: list[tuple[str, float, list[float]]] = []
     if not path.is_file():
         return rows
     for line in path.read_text(encoding="utf-8").splitlines():

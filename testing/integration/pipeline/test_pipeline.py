@@ -1,0 +1,223 @@
+"""``ppe pipeline run`` twice against one registry: the first model is promoted, a model that is
+not better is not, and the report of each run opens in headless Chromium without errors."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from testing.helpers import CHROMIUM_ARGS, chromium_path, run_ppe
+
+from ppe.config import load_config
+from ppe.registry import get_registry
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("pipeline")
+    registry = root / "registry"
+    common = [
+        "pipeline",
+        "run",
+        "--config",
+        "smoke",
+        "--out",
+        str(root / "runs"),
+        "--set",
+        f"registry.root={registry}",
+        "--no-tracking",
+    ]
+    first = run_ppe(*common, "--run-id", "first", cwd=root, timeout=900)
+    assert "promoted to champion" in first.stderr
+    # A margin no model can reach: the challenger is "not better" whatever it scores.
+    second = run_ppe(
+        *common, "--run-id", "second", "--set", "gate.margin=1.0", cwd=root, timeout=900
+    )
+    assert "not promoted (champion kept)" in second.stderr
+    return root / "runs" / "first", root / "runs" / "second", registry
+
+
+def test_first_run_is_promoted_and_every_step_wrote_its_folder(
+    two_runs: tuple[Path, Path, Path],
+) -> None:
+    first, _, registry = two_runs
+    for part in (
+        "config.yaml",
+        "data/Annotations",
+        "train/model/model.keras",
+        "evaluate/metrics.json",
+        "gate.json",
+        "register.json",
+        "export/metrics.json",
+        "export/model_int8.tflite",
+        "report/index.html",
+        "report.zip",
+        "pipeline.json",
+    ):
+        assert (first / part).exists(), part
+    assert (first / "data_check.txt").read_text().strip() == "clean"
+    gate = json.loads((first / "gate.json").read_text())
+    assert gate["promote"] is True and gate["champion_score"] is None
+    steps = json.loads((first / "pipeline.json").read_text())
+    assert list(steps["steps"]) == [
+        "data",
+        "train",
+        "evaluate",
+        "gate",
+        "register",
+        "export",
+        "report",
+    ]
+    versions = get_registry(load_config("smoke"), root=registry).list("ppe-hardhat-yolov3")
+    assert [v.version for v in versions] == [1, 2]
+    assert versions[0].tags["run_id"] == "first" and versions[1].tags["run_id"] == "second"
+    assert len(versions[0].tags["data_hash"]) == 64
+
+
+def test_second_run_keeps_the_champion_and_says_why(two_runs: tuple[Path, Path, Path]) -> None:
+    first, second, registry = two_runs
+    gate = json.loads((second / "gate.json").read_text())
+    assert gate["promote"] is False
+    assert gate["champion_score"] is not None
+    assert "Not promoted" in gate["reason"]
+    assert (second / "champion_evaluate" / "metrics.json").is_file()
+    champion = get_registry(load_config("smoke"), root=registry).champion("ppe-hardhat-yolov3")
+    assert champion is not None and champion.version == 1
+    first_metrics = json.loads((first / "evaluate" / "metrics.json").read_text())
+    champion_metrics = json.loads((second / "champion_evaluate" / "metrics.json").read_text())
+    # Same data (same seed), same model: the champion's re-evaluation reproduces its score.
+    assert champion_metrics["data_hash"] == first_metrics["data_hash"]
+    assert champion_metrics["map50"] == pytest.approx(first_metrics["map50"], abs=1e-9)
+    html = (second / "report" / "index.html").read_text()
+    assert "Not promoted" in html and "champion_vs_challenger.png" in html
+
+
+def test_report_zip_holds_the_page_and_its_plots(two_runs: tuple[Path, Path, Path]) -> None:
+    _, second, _ = two_runs
+    with zipfile.ZipFile(second / "report.zip") as bundle:
+        names = set(bundle.namelist())
+    assert "report/index.html" in names
+    for plot in (
+        "ground_truth.png",
+        "detections.png",
+        "ap.png",
+        "pr_helmet.png",
+        "pr_head.png",
+        "champion_vs_challenger.png",
+        "loss.png",
+    ):
+        assert f"report/{plot}" in names, plot
+    assert any(name.startswith("report/sample_") for name in names)
+
+
+def test_report_opens_in_chromium_without_errors(
+    two_runs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    _, second, _ = two_runs
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(), args=list(CHROMIUM_ARGS)
+        )
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on(
+            "console",
+            lambda message: errors.append(message.text) if message.type == "error" else None,
+        )
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto((second / "report" / "index.html").as_uri())
+        page.wait_for_load_state("load")
+        broken = page.evaluate(
+            "Array.from(document.images)"
+            ".filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
+        )
+        count = page.evaluate("document.images.length")
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert broken == []
+    assert count >= 8
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_evaluate_refuses_a_folder_that_is_not_a_model(
+    two_runs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    first, _, _ = two_runs
+    not_a_model = tmp_path / "not_a_model"
+    not_a_model.mkdir()
+    (not_a_model / "notes.txt").write_text("hello")
+    out = tmp_path / "evaluate"
+    result = run_ppe(
+        "evaluate",
+        "--config",
+        "smoke",
+        "--model",
+        str(not_a_model),
+        "--data",
+        str(first / "data"),
+        "--out",
+        str(out),
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "not_a_model" in result.stderr
+    assert not out.exists()
+
+
+def test_evaluate_refuses_an_empty_split(two_runs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    first, _, _ = two_runs
+    data = tmp_path / "data"
+    shutil.copytree(first / "data", data)
+    (data / "ImageSets" / "Main" / "test.txt").write_text("")
+    out = tmp_path / "evaluate"
+    result = run_ppe(
+        "evaluate",
+        "--config",
+        "smoke",
+        "--model",
+        str(first / "train" / "model"),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "split 'test' has no images" in result.stderr
+    assert not out.exists()
+
+
+def test_cartucho_files_reproduce_the_reported_map(two_runs: tuple[Path, Path, Path]) -> None:
+    from ppe.evaluate.cartucho import read_cartucho
+    from ppe.evaluate.voc_map import evaluate_voc_map
+
+    first, _, _ = two_runs
+    metrics = json.loads((first / "evaluate" / "metrics.json").read_text())
+    files = read_cartucho(first / "evaluate", metrics["classes"])
+    again = evaluate_voc_map(files.ground_truths, files.detections, metrics["classes"])
+    # Cartucho orders images by file name, so score ties may break differently: 1e-4 at most.
+    assert again.map50 == pytest.approx(metrics["map50"], abs=1e-4)
+    assert metrics["thresholds"]["score_threshold"] == 0.01
+    assert metrics["counts"]["images"] == len(files.ground_truths)
+
+
+def test_export_metrics_list_every_backend(two_runs: tuple[Path, Path, Path]) -> None:
+    first, _, _ = two_runs
+    export = json.loads((first / "export" / "metrics.json").read_text())
+    assert set(export["backends"]) == {"keras", "litert_fp32", "litert_int8"}
+    for entry in export["backends"].values():
+        assert {"map50", "latency_ms_p50", "latency_ms_p95", "speedup_vs_keras"} <= set(entry)
+    # fp32 LiteRT runs the same graph as Keras: its mAP matches closely.
+    assert export["backends"]["litert_fp32"]["map50"] == pytest.approx(
+        export["backends"]["keras"]["map50"], abs=0.02
+    )
+    assert (first / "export" / "labels.txt").read_text().split() == ["helmet", "head"]
