@@ -132,11 +132,24 @@ def _place(
     width = tf.cast(tf.shape(image)[1], tf.float32)
     canvas = tf.constant(float(size))
     scale = tf.minimum(canvas / width, canvas / height) * scale_factor
-    offset_x = (canvas - width * scale) / 2.0 + shift[0]
-    offset_y = (canvas - height * scale) / 2.0 + shift[1]
-    # Output pixel (x, y) samples input pixel ((x - offset_x) / scale, (y - offset_y) / scale).
+    # Same rounding as ppe.model.preprocess.letterbox: whole-pixel resized size and offsets.
+    resized_w = tf.maximum(1.0, tf.floor(width * scale + 0.5))
+    resized_h = tf.maximum(1.0, tf.floor(height * scale + 0.5))
+    scale_x, scale_y = resized_w / width, resized_h / height
+    offset_x = tf.floor((canvas - resized_w) / 2.0) + tf.round(shift[0])
+    offset_y = tf.floor((canvas - resized_h) / 2.0) + tf.round(shift[1])
+    # Output pixel (x, y) samples input pixel ((x - offset_x) / scale_x, (y - offset_y) / scale_y).
     transform = tf.stack(
-        [1.0 / scale, 0.0, -offset_x / scale, 0.0, 1.0 / scale, -offset_y / scale, 0.0, 0.0]
+        [
+            1.0 / scale_x,
+            0.0,
+            -offset_x / scale_x,
+            0.0,
+            1.0 / scale_y,
+            -offset_y / scale_y,
+            0.0,
+            0.0,
+        ]
     )
     placed = tf.raw_ops.ImageProjectiveTransformV3(
         images=image[tf.newaxis],
@@ -147,7 +160,8 @@ def _place(
         fill_mode="CONSTANT",
     )[0]
     pixels = boxes * tf.stack([width, height, width, height])
-    placed_boxes = (pixels * scale + tf.stack([offset_x, offset_y, offset_x, offset_y])) / canvas
+    gains = tf.stack([scale_x, scale_y, scale_x, scale_y])
+    placed_boxes = (pixels * gains + tf.stack([offset_x, offset_y, offset_x, offset_y])) / canvas
     return placed, placed_boxes
 
 
