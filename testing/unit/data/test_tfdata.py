@@ -1,4 +1,4 @@
-"""The tf.data pipeline: same letterbox geometry as evaluation and the edge, targets, augmentation."""
+"""tf.data pipeline: letterbox geometry as in evaluation and on the edge, targets, augmentation."""
 
 from __future__ import annotations
 
