@@ -1,0 +1,226 @@
+"""Real data: YOLOv3-tiny fine-tuned from the COCO weights vs trained from scratch, same budget.
+
+Inputs (both required, else the benchmark is skipped and says how to provide them):
+
+* the real hard-hat photos: ``--data PATH`` or ``PPE_HARDHAT_DATA``; an xml folder + image folder
+  layout (``annotations/*.xml``, ``images/**``) is imported with
+  :func:`ppe.data.importer.import_dataset` (``person`` boxes dropped), a Pascal VOC folder is
+  used as it is. When the images sit in ``images/train`` and ``images/val`` the dataset's own
+  split is kept (the validation split is the dataset's), else the import's seeded 90/10 split;
+* the official Darknet YOLOv3-tiny COCO weights: ``--weights PATH`` or ``PPE_DARKNET_WEIGHTS``,
+  converted and transferred to the two classes with ``ppe weights import-darknet`` (library call):
+  backbone, neck and 3x3 head convolutions copied, the class-dependent output layers fresh.
+
+Both runs train at 416 px, batch 8, AdamW with peak learning rate 1e-3, the same augmentation and
+seed, for the same wall-clock budget (``--budget-minutes``, 30 by default) on this machine's CPU
+(all cores), then are scored on the validation split with ``ppe evaluate``'s detection path and
+the VOC 2010+ mAP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import CLASSES, DATA_ENV, WEIGHTS_ENV, Context, env_path, skipped, target
+
+logger = logging.getLogger("benchmarks.real_data")
+
+IMAGE_SIZE = 416
+BATCH = 8
+PEAK_LEARNING_RATE = 1e-3
+MAP_TARGET = 0.5
+#: "Clearly above from scratch": at least this many mAP points more.
+MARGIN_POINTS = 10.0
+TARGET_BUDGET_MINUTES = 30.0
+
+DATA_HELP = (
+    f"pass --data PATH or set {DATA_ENV} to the real hard-hat photos (a folder with "
+    "annotations/*.xml and images/, or a Pascal VOC folder)"
+)
+WEIGHTS_HELP = (
+    f"pass --weights PATH or set {WEIGHTS_ENV} to the official Darknet yolov3-tiny.weights "
+    "(https://pjreddie.com/media/files/yolov3-tiny.weights)"
+)
+
+
+def prepare_dataset(data: Path, out: Path, seed: int) -> tuple[Path, str]:
+    """A VOC folder of the real photos with train and val splits: (folder, how it was split)."""
+    from ppe.config import SplitConfig
+    from ppe.data import voc
+    from ppe.data.importer import import_dataset
+
+    if (data / voc.ANNOTATIONS_DIR).is_dir() and (data / "ImageSets" / "Main").is_dir():
+        return data, "the dataset's own VOC splits"
+    annotations, images = data / "annotations", data / "images"
+    if not annotations.is_dir() or not images.is_dir():
+        raise FileNotFoundError(
+            f"{data}: expected annotations/ and images/ folders, or a Pascal VOC folder"
+        )
+    if not (out / voc.ANNOTATIONS_DIR).is_dir():
+        import_dataset(
+            annotations,
+            images,
+            out,
+            classes=list(CLASSES),
+            class_map={"person": None},
+            split=SplitConfig(train=0.9, val=0.1, test=0.0, seed=seed),
+            force=True,
+        )
+    imported = set(voc.read_split_ids(out, "train")) | set(voc.read_split_ids(out, "val"))
+    own = {
+        split: sorted(
+            path.stem
+            for path in (images / split).rglob("*")
+            if path.is_file() and path.stem in imported
+        )
+        for split in ("train", "val")
+        if (images / split).is_dir()
+    }
+    if own.get("train") and own.get("val"):
+        voc.write_split(out, "train", own["train"])
+        voc.write_split(out, "val", own["val"])
+        voc.write_split(out, "test", [])
+        return out, "the dataset's own train/val folders"
+    return out, f"seeded 90/10 split of the import (seed {seed})"
+
+
+def _coco_transfer(weights: Path, out: Path) -> Path:
+    """``ppe weights import-darknet --classes helmet,head`` into ``out``."""
+    from ppe.model.commands import import_darknet
+
+    import_darknet(
+        argparse.Namespace(
+            weights=weights,
+            architecture="yolov3_tiny",
+            out=out,
+            classes=",".join(CLASSES),
+            names=None,
+            image_size=IMAGE_SIZE,
+            overwrite=True,
+        )
+    )
+    return out
+
+
+def _score(model: Any, spec: Any, samples: list[Any]) -> dict[str, Any]:
+    from ppe.config import EvaluateConfig
+    from ppe.evaluate.detect import detect_split, keras_predict
+    from ppe.evaluate.voc_map import evaluate_voc_map
+
+    found = detect_split(keras_predict(model), spec, samples, EvaluateConfig(), batch_size=8)
+    result = evaluate_voc_map(found.ground_truths, found.detections, list(spec.class_names))
+    per_class = {
+        name: {
+            "ap": None if item.ap is None else round(item.ap, 4),
+            "ground_truth": item.num_ground_truth,
+            "tp": item.num_tp,
+            "fp": item.num_fp,
+        }
+        for name, item in zip(spec.class_names, result.classes, strict=True)
+    }
+    return {"map50": round(float(result.map50), 4), "per_class": per_class}
+
+
+def run(context: Context) -> dict[str, Any]:
+    """Fine-tune from COCO and train from scratch for the same budget; score both on val."""
+    data = env_path(context.data, DATA_ENV)
+    weights = env_path(context.weights, WEIGHTS_ENV)
+    if data is None:
+        return skipped("no real hard-hat data given", DATA_HELP)
+    if not data.is_dir():
+        return skipped(f"real data folder {data} does not exist", DATA_HELP)
+    if weights is None:
+        return skipped("no Darknet COCO weights given", WEIGHTS_HELP)
+    if not weights.is_file():
+        return skipped(f"Darknet weights file {weights} does not exist", WEIGHTS_HELP)
+
+    import keras
+
+    from benchmarks.budget import fit_for_budget
+    from ppe.data.voc import load_split
+    from ppe.model.bundle import load_model_dir
+    from ppe.model.spec import YoloSpec
+    from ppe.model.yolov3 import build_model
+
+    folder = context.work / "real_data"
+    voc_dir, split_origin = prepare_dataset(data, folder / "voc", context.seed)
+    train = load_split(voc_dir, "train", list(CLASSES))
+    val = load_split(voc_dir, "val", list(CLASSES))
+    logger.info("real data: %d train, %d val images (%s)", len(train), len(val), split_origin)
+    transfer_dir = _coco_transfer(weights, folder / "coco_transfer")
+    budget_s = context.budget_minutes * 60.0
+    warmup = 5 if context.quick else 50
+    runs: dict[str, Any] = {}
+    for name in ("from_coco", "from_scratch"):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(context.seed)
+        if name == "from_coco":
+            model, spec, _ = load_model_dir(transfer_dir)
+        else:
+            spec = YoloSpec.default("yolov3_tiny", CLASSES, IMAGE_SIZE)
+            model = build_model(spec)
+        logger.info("%s: training for %.1f min", name, context.budget_minutes)
+        fit = fit_for_budget(
+            model,
+            spec,
+            train,
+            budget_s=budget_s,
+            batch_size=BATCH,
+            peak_learning_rate=PEAK_LEARNING_RATE,
+            warmup_steps=warmup,
+            seed=context.seed,
+        )
+        scores = _score(model, spec, val)
+        runs[name] = {**scores, "training": fit.to_dict()}
+        logger.info(
+            "%s: mAP@0.5 %.4f (%s)",
+            name,
+            scores["map50"],
+            ", ".join(f"{k} {v['ap']}" for k, v in scores["per_class"].items()),
+        )
+    coco, scratch = runs["from_coco"]["map50"], runs["from_scratch"]["map50"]
+    margin = (coco - scratch) * 100.0
+    budget_note = (
+        ""
+        if context.budget_minutes == TARGET_BUDGET_MINUTES
+        else f"budget {context.budget_minutes:g} min, not the target's {TARGET_BUDGET_MINUTES:g}"
+    )
+    return {
+        "status": "ok",
+        "settings": {
+            "architecture": "yolov3_tiny",
+            "image_size": IMAGE_SIZE,
+            "batch": BATCH,
+            "peak_learning_rate": PEAK_LEARNING_RATE,
+            "budget_minutes": context.budget_minutes,
+            "train_images": len(train),
+            "val_images": len(val),
+            "split": split_origin,
+            "data": data.name,
+            "weights": weights.name,
+            "class_map": {"person": None},
+        },
+        **runs,
+        "targets": [
+            target(
+                "real_map50_from_coco",
+                f"tiny from COCO weights, {TARGET_BUDGET_MINUTES:g} CPU min: mAP@0.5 >= "
+                f"{MAP_TARGET:g} on the real val split",
+                coco,
+                coco >= MAP_TARGET,
+                "mAP@0.5",
+                budget_note,
+            ),
+            target(
+                "real_map50_margin_vs_scratch",
+                f"from COCO clearly above from scratch (>= {MARGIN_POINTS:g} mAP points)",
+                margin,
+                margin >= MARGIN_POINTS,
+                "points",
+                f"from scratch mAP@0.5 {scratch:.4f}" + (f"; {budget_note}" if budget_note else ""),
+            ),
+        ],
+    }

@@ -1,0 +1,325 @@
+"""Render a results JSON document as the Markdown of ``benchmarks/RESULTS.md``.
+
+The Markdown is derived from the JSON only (``python -m benchmarks.run --render FILE.json``
+regenerates it), so the two never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+QUICK_BANNER = (
+    "> **Quick mode** (`--quick`): tiny sizes, short budgets and few iterations, to check the "
+    "code paths. These figures are not measurements of the targets; run `make bench` for those."
+)
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _not_ok(result: dict[str, Any]) -> list[str] | None:
+    status = result.get("status")
+    if status == "ok":
+        return None
+    lines = [f"**{status}**: {result.get('reason', 'no reason recorded')}."]
+    if result.get("how_to_enable"):
+        lines.append(f"To run it: {result['how_to_enable']}.")
+    return [" ".join(lines), ""]
+
+
+def _load(values: Sequence[float] | None) -> str:
+    return " / ".join(f"{value:.2f}" for value in values) if values else "n/a"
+
+
+def _machine(document: dict[str, Any]) -> list[str]:
+    machine = document.get("machine", {})
+    versions = machine.get("versions", {})
+    gpus = machine.get("tensorflow_gpus") or []
+    smi = machine.get("nvidia_smi") or []
+    if gpus or smi:
+        accelerator = "; ".join(
+            [f"TensorFlow: {', '.join(gpus) or 'no GPU'}"]
+            + [f"nvidia-smi: {g['name']} ({g['memory']}, driver {g['driver']})" for g in smi]
+        )
+    else:
+        accelerator = "none (TensorFlow sees no GPU; no nvidia-smi)"
+    load = machine.get("load_average_start"), machine.get("load_average_end")
+    rows = [
+        ("CPU", machine.get("cpu_model")),
+        ("cores", f"{machine.get('cores')} ({machine.get('cores_usable')} usable)"),
+        ("memory", f"{_fmt(machine.get('memory_gib'), 1)} GiB"),
+        ("accelerator", accelerator),
+        ("OS / Python", f"{machine.get('os')} / {machine.get('python')}"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)),
+        (
+            "load average (1/5/15 min) at start; at end",
+            f"{_load(load[0])}; {_load(load[1])} (other processes may share the cores)",
+        ),
+    ]
+    return ["## Machine", "", *_table(("", ""), rows)]
+
+
+def _targets(document: dict[str, Any]) -> list[str]:
+    rows = []
+    for item in document.get("targets", []):
+        measured = (
+            "not measured"
+            if item.get("measured") is None
+            else f"{_fmt(item['measured'])} {item.get('unit', '')}".strip()
+        )
+        met = "not measured" if item.get("status") == "not_measured" else _fmt(item.get("met"))
+        rows.append((item["target"], measured, met, item.get("note") or ""))
+    if not rows:
+        return []
+    return ["## Targets", "", *_table(("target", "measured", "met", "note"), rows)]
+
+
+def _inference(result: dict[str, Any]) -> list[str]:
+    settings = result.get("settings", {})
+    lines = [
+        f"## Inference (batch 1, {settings.get('image_size', 416)}x"
+        f"{settings.get('image_size', 416)}, {settings.get('threads', 2)} threads)",
+        "",
+    ]
+    skipped = _not_ok(result)
+    if skipped:
+        return lines + skipped
+    backends = result.get("backends", {})
+    classes = list(next(iter(backends.values()), {}).get("ap", {}))
+    rows = []
+    for name, entry in backends.items():
+        rows.append(
+            (
+                name,
+                entry.get("latency_ms_p50"),
+                entry.get("latency_ms_p95"),
+                f"{_fmt(entry.get('speedup_vs_keras'))}x",
+                entry.get("map50"),
+                *(entry.get("ap", {}).get(c) for c in classes),
+                _fmt((entry.get("size_bytes") or 0) / 1e6, 1),
+            )
+        )
+    header = (
+        "backend",
+        "p50 ms",
+        "p95 ms",
+        "speed-up vs Keras",
+        "mAP@0.5",
+        *(f"AP {c}" for c in classes),
+        "size MB",
+    )
+    keras = backends.get("keras_fp32", {})
+    lines += _table(header, rows)
+    lines += [
+        f"Model: {settings.get('model')}. Evaluation: {settings.get('eval_data')} "
+        f"({settings.get('eval_images')} images, score threshold "
+        f"{settings.get('score_threshold')}, NMS IoU {settings.get('nms_iou_threshold')}). "
+        f"Latency: {settings.get('latency')}, {settings.get('latency_runs')} runs each; Keras as "
+        f"a `tf.function` graph (`predict_on_batch` p50 "
+        f"{_fmt(keras.get('predict_on_batch_latency_ms_p50'))} ms), TensorFlow threads "
+        f"{settings.get('tensorflow_threads')}.",
+        "",
+    ]
+    return lines
+
+
+def _serving(result: dict[str, Any]) -> list[str]:
+    lines = ["## Edge module: `POST /score` over loopback", ""]
+    skipped = _not_ok(result)
+    if skipped:
+        return lines + skipped
+    rows = []
+    for phase in ("sequential", "concurrent"):
+        item = result.get(phase, {})
+        rows.append(
+            (
+                phase,
+                item.get("clients"),
+                item.get("requests_ok"),
+                sum(item.get("errors", {}).values()),
+                item.get("requests_per_s"),
+                item.get("latency_ms_p50"),
+                item.get("latency_ms_p99"),
+                item.get("server_total_ms_p50"),
+            )
+        )
+    settings = result.get("settings", {})
+    lines += _table(
+        (
+            "phase",
+            "clients",
+            "requests",
+            "errors",
+            "requests/s",
+            "p50 ms",
+            "p99 ms",
+            "server-side p50 ms",
+        ),
+        rows,
+    )
+    lines += [
+        f"Server: {settings.get('server')}, {settings.get('model')}, "
+        f"{settings.get('server_threads')} interpreter threads. Images: {settings.get('images')}, "
+        f"{settings.get('image_size')}. Clients share the cores with the server.",
+        "",
+    ]
+    return lines
+
+
+def _training(result: dict[str, Any]) -> list[str]:
+    lines = ["## Training throughput (416 px, synthetic scenes, `fit` with augmentation)", ""]
+    skipped = _not_ok(result)
+    if skipped:
+        return lines + skipped
+    rows = []
+    notes = []
+    for device in ("cpu", "gpu"):
+        part = result.get(device, {})
+        if part.get("status") != "ok":
+            notes.append(
+                f"{device.upper()}: **{part.get('status')}**: {part.get('reason')}"
+                + (f". To run it: {part['how_to_enable']}" if part.get("how_to_enable") else "")
+                + "."
+            )
+            continue
+        label = device.upper() + (f" ({', '.join(part['devices'])})" if part.get("devices") else "")
+        for name, item in part.get("results", {}).items():
+            precision = "mixed_float16 + XLA" if item.get("mixed_precision") else "float32"
+            rows.append(
+                (
+                    label,
+                    name.removesuffix("_mixed_xla"),
+                    precision,
+                    item.get("batch"),
+                    item.get("timed_steps"),
+                    item.get("images_per_second"),
+                    item.get("step_ms_p50"),
+                )
+            )
+    lines += _table(
+        ("device", "model", "precision", "batch", "timed steps", "images/s", "ms/step"), rows
+    )
+    return lines + [note + "\n" for note in notes]
+
+
+def _real_data(result: dict[str, Any]) -> list[str]:
+    lines = ["## Real data: YOLOv3-tiny from COCO weights vs from scratch", ""]
+    skipped = _not_ok(result)
+    if skipped:
+        return lines + skipped
+    settings = result.get("settings", {})
+    classes = list(result.get("from_coco", {}).get("per_class", {}))
+    rows = []
+    for name in ("from_coco", "from_scratch"):
+        item = result.get(name, {})
+        training = item.get("training", {})
+        rows.append(
+            (
+                name,
+                _fmt(training.get("wall_s", 0) / 60.0, 1),
+                training.get("steps"),
+                training.get("epochs"),
+                training.get("final_loss"),
+                item.get("map50"),
+                *(item.get("per_class", {}).get(c, {}).get("ap") for c in classes),
+            )
+        )
+    lines += _table(
+        (
+            "run",
+            "minutes",
+            "steps",
+            "epochs",
+            "final loss",
+            "mAP@0.5 (val)",
+            *(f"AP {c}" for c in classes),
+        ),
+        rows,
+    )
+    lines += [
+        f"{settings.get('train_images')} train / {settings.get('val_images')} val images "
+        f"({settings.get('split')}), {settings.get('image_size')} px, batch "
+        f"{settings.get('batch')}, peak learning rate {settings.get('peak_learning_rate')}, "
+        f"budget {settings.get('budget_minutes')} min each on the CPU.",
+        "",
+    ]
+    return lines
+
+
+def _evaluator(result: dict[str, Any]) -> list[str]:
+    lines = ["## mAP evaluator (`evaluate_voc_map`, synthetic detections)", ""]
+    skipped = _not_ok(result)
+    if skipped:
+        return lines + skipped
+    settings = result.get("settings", {})
+    return lines + _table(
+        ("images", "ground-truth boxes", "detections", "median s", "images/s"),
+        [
+            (
+                settings.get("images"),
+                settings.get("ground_truth_boxes"),
+                settings.get("detections"),
+                result.get("seconds_median"),
+                result.get("images_per_second"),
+            )
+        ],
+    )
+
+
+SECTIONS = {
+    "inference": _inference,
+    "serving": _serving,
+    "training": _training,
+    "real_data": _real_data,
+    "evaluator": _evaluator,
+}
+
+
+def render(document: dict[str, Any], source: str = "") -> str:
+    """The Markdown page for a results document.
+
+    Args:
+        document: the results JSON (as written by ``benchmarks.run``).
+        source: path of the JSON file, named in the page.
+
+    Returns:
+        Markdown text ending with a newline.
+    """
+    quick = document.get("mode") == "quick"
+    git = document.get("git", {})
+    commit = (git.get("commit") or "unknown")[:12] + (
+        " (uncommitted changes)" if git.get("dirty") else ""
+    )
+    lines = ["# Benchmark results" + (" (quick mode)" if quick else ""), ""]
+    if quick:
+        lines += [QUICK_BANNER, ""]
+    lines += [
+        f"Mode: **{document.get('mode')}**. Run {document.get('started_utc')} to "
+        f"{document.get('finished_utc')} ({_fmt(document.get('duration_s'), 0)} s) at commit "
+        f"{commit}, with `{document.get('command')}`"
+        + (f"; results JSON `{source}`" if source else "")
+        + ".",
+        "",
+    ]
+    lines += _machine(document)
+    lines += _targets(document)
+    for name, result in document.get("benchmarks", {}).items():
+        if name in SECTIONS:
+            lines += SECTIONS[name](result)
+    return "\n".join(lines).rstrip() + "\n"
