@@ -27,6 +27,11 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _score(value: float | None) -> str:
+    """An mAP or AP in [0, 1] with three decimals."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
@@ -110,8 +115,8 @@ def _inference(result: dict[str, Any]) -> list[str]:
                 entry.get("latency_ms_p50"),
                 entry.get("latency_ms_p95"),
                 f"{_fmt(entry.get('speedup_vs_keras'))}x",
-                entry.get("map50"),
-                *(entry.get("ap", {}).get(c) for c in classes),
+                _score(entry.get("map50")),
+                *(_score(entry.get("ap", {}).get(c)) for c in classes),
                 _fmt((entry.get("size_bytes") or 0) / 1e6, 1),
             )
         )
@@ -236,8 +241,8 @@ def _real_data(result: dict[str, Any]) -> list[str]:
                 training.get("steps"),
                 training.get("epochs"),
                 training.get("final_loss"),
-                item.get("map50"),
-                *(item.get("per_class", {}).get(c, {}).get("ap") for c in classes),
+                _score(item.get("map50")),
+                *(_score(item.get("per_class", {}).get(c, {}).get("ap")) for c in classes),
             )
         )
     lines += _table(

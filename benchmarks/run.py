@@ -135,6 +135,30 @@ def _git() -> dict[str, Any]:
     }
 
 
+PATH_OPTIONS = ("--data", "--weights", "--out", "--work-dir", "--model", "--render")
+
+
+def public_command(argv: Sequence[str]) -> str:
+    """The command line with every path argument cut to its last component.
+
+    Results may be committed; paths of the machine they ran on must not be.
+    """
+    words: list[str] = []
+    expecting_path = False
+    for word in argv:
+        if expecting_path:
+            words.append(Path(word).name or word)
+            expecting_path = False
+            continue
+        option, equals, value = word.partition("=")
+        if option in PATH_OPTIONS and equals:
+            words.append(f"{option}={Path(value).name or value}")
+        else:
+            words.append(word)
+            expecting_path = word in PATH_OPTIONS
+    return "python -m benchmarks.run " + shlex.join(words)
+
+
 def _name(explicit: str | None, variable: str) -> str | None:
     value = explicit or os.environ.get(variable)
     return Path(value).name if value else None
@@ -272,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "started_utc": started.isoformat(timespec="seconds"),
         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - clock, 1),
-        "command": "python -m benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "command": public_command(sys.argv[1:] if argv is None else argv),
         "git": _git(),
         "options": {
             key: value

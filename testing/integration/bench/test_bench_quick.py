@@ -1,0 +1,146 @@
+"""``python -m benchmarks.run --quick`` as ``make bench`` runs it: the results JSON and RESULTS.md.
+
+The smallest meaningful run: the evaluator, the inference benchmark on a model trained for a few
+seconds at 128 px (every backend: Keras, LiteRT fp32, LiteRT int8), and the real-data benchmark
+without data or weights (recorded as skipped, with no figures).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from benchmarks.report import QUICK_BANNER, render
+from benchmarks.run import public_command
+
+REPO = Path(__file__).resolve().parents[3]
+SCHEMA = REPO / "benchmarks" / "results.schema.json"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, Path]:
+    out = tmp_path_factory.mktemp("bench-out")
+    cwd = tmp_path_factory.mktemp("bench-cwd")  # no outputs/ here: the model is trained
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PPE_HARDHAT_DATA", "PPE_DARKNET_WEIGHTS")
+    }
+    env["PYTHONPATH"] = str(REPO)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--quick",
+            "--only",
+            "evaluator,inference,real_data",
+            "--model",
+            "train",
+            "--model-train-minutes",
+            "0.05",
+            "--image-size",
+            "128",
+            "--out",
+            str(out),
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "benchmarks (quick): evaluator ok, inference ok, real_data skipped" in completed.stdout
+    results = sorted(out.glob("*.json"))
+    assert len(results) == 1, results
+    return json.loads(results[0].read_text()), results[0], out / "RESULTS.md"
+
+
+def test_results_match_the_schema(quick_run: tuple[dict[str, Any], Path, Path]) -> None:
+    document, path, _ = quick_run
+    jsonschema.validate(document, json.loads(SCHEMA.read_text()))
+    assert path.name == f"{document['date']}.json"
+    assert document["mode"] == "quick"
+    assert list(document["benchmarks"]) == ["evaluator", "inference", "real_data"]
+    assert document["machine"]["cores"] == os.cpu_count()
+    assert document["machine"]["versions"]["tensorflow"]
+
+
+def test_inference_backends(quick_run: tuple[dict[str, Any], Path, Path]) -> None:
+    inference = quick_run[0]["benchmarks"]["inference"]
+    assert inference["status"] == "ok"
+    backends = inference["backends"]
+    assert set(backends) == {"keras_fp32", "litert_fp32", "litert_int8"}
+    for entry in backends.values():
+        assert 0 < entry["latency_ms_p50"] <= entry["latency_ms_p95"]
+        assert 0.0 <= entry["map50"] <= 1.0
+        assert set(entry["ap"]) == {"helmet", "head"}
+    assert backends["keras_fp32"]["speedup_vs_keras"] == 1.0
+    int8 = backends["litert_int8"]
+    assert int8["speedup_vs_keras"] == pytest.approx(
+        backends["keras_fp32"]["latency_ms_p50"] / int8["latency_ms_p50"], rel=1e-2
+    )
+    settings = inference["settings"]
+    assert settings["image_size"] == 128 and settings["threads"] == 2
+    assert settings["tensorflow_threads"] == {"intra_op": 2, "inter_op": 2}
+    assert "trained here" in settings["model"]
+
+
+def test_targets_agree_with_the_figures(quick_run: tuple[dict[str, Any], Path, Path]) -> None:
+    document = quick_run[0]
+    targets = {item["name"]: item for item in document["targets"]}
+    assert set(targets) == {"evaluator_images_per_second", "int8_speedup", "int8_map_delta"}
+    evaluator = document["benchmarks"]["evaluator"]
+    assert evaluator["settings"]["images"] == 1000
+    rate = targets["evaluator_images_per_second"]
+    assert rate["measured"] == pytest.approx(evaluator["images_per_second"], rel=1e-3)
+    assert rate["met"] == (rate["measured"] >= 5000)
+    speedup = targets["int8_speedup"]
+    assert speedup["met"] == (speedup["measured"] >= 4.0)
+    assert all(item["status"] == "measured" for item in targets.values())
+
+
+def test_missing_prerequisites_are_skipped_without_figures(
+    quick_run: tuple[dict[str, Any], Path, Path],
+) -> None:
+    real = quick_run[0]["benchmarks"]["real_data"]
+    assert real["status"] == "skipped"
+    assert "PPE_HARDHAT_DATA" in real["how_to_enable"]
+    assert not {"from_coco", "from_scratch", "targets"} & set(real)
+
+
+def test_markdown_is_rendered_from_the_json(quick_run: tuple[dict[str, Any], Path, Path]) -> None:
+    document, path, markdown = quick_run
+    text = markdown.read_text()
+    assert text == render(document, path.name)
+    assert QUICK_BANNER in text
+    for backend in ("keras_fp32", "litert_fp32", "litert_int8"):
+        assert f"| {backend} |" in text
+    for item in document["targets"]:
+        assert item["target"] in text
+    assert str(document["machine"]["cpu_model"]) in text
+    assert "**skipped**: no real hard-hat data given." in text
+
+
+def test_no_machine_paths_in_the_results(quick_run: tuple[dict[str, Any], Path, Path]) -> None:
+    _, path, markdown = quick_run
+    for text in (path.read_text(), markdown.read_text()):
+        assert str(path.parent) not in text
+        assert "/tmp/" not in text and "ppe-bench-" not in text
+
+
+def test_public_command_keeps_only_file_names() -> None:
+    command = public_command(
+        ["--quick", "--data", "/srv/x/hardhat_voc", "--weights=/w/yolov3-tiny.weights"]
+    )
+    assert command == (
+        "python -m benchmarks.run --quick --data hardhat_voc --weights=yolov3-tiny.weights"
+    )
