@@ -39,33 +39,36 @@ locals {
 
   # -------------------------------------------------------------------------------------------
   # Azure DevOps: the pipelines the project gets, the environments they deploy to.
-  # uses_azure: the pipeline runs steps with the Azure service connection.
-  # deploys:    the pipeline has deployment jobs that target the staging/production environments.
+  # uses_workload_connection: the pipeline runs steps with the least-privilege workload service
+  #   connection created here (names.service_connection). The IaC pipeline does not: it plans and
+  #   applies through the privileged connection an administrator creates outside this
+  #   configuration (README.md, "The IaC service connection").
+  # deploys: the pipeline has deployment jobs that target the staging/production environments.
   # -------------------------------------------------------------------------------------------
   pipelines = {
     ci = {
-      name       = "ci"
-      yml_path   = "ado_pipelines/ci_pipeline.yml"
-      uses_azure = false
-      deploys    = false
+      name                     = "ci"
+      yml_path                 = "ado_pipelines/ci_pipeline.yml"
+      uses_workload_connection = false
+      deploys                  = false
     }
     iac = {
-      name       = "iac"
-      yml_path   = "ado_pipelines/iac_pipeline.yml"
-      uses_azure = true
-      deploys    = true
+      name                     = "iac"
+      yml_path                 = "ado_pipelines/iac_pipeline.yml"
+      uses_workload_connection = false
+      deploys                  = true
     }
     model_training = {
-      name       = "model-training"
-      yml_path   = "ado_pipelines/model_training_pipeline.yml"
-      uses_azure = true
-      deploys    = true
+      name                     = "model-training"
+      yml_path                 = "ado_pipelines/model_training_pipeline.yml"
+      uses_workload_connection = true
+      deploys                  = true
     }
     edge_deployment = {
-      name       = "edge-deployment"
-      yml_path   = "ado_pipelines/edge_deployment_pipeline.yml"
-      uses_azure = true
-      deploys    = true
+      name                     = "edge-deployment"
+      yml_path                 = "ado_pipelines/edge_deployment_pipeline.yml"
+      uses_workload_connection = true
+      deploys                  = true
     }
   }
 

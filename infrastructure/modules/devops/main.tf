@@ -1,6 +1,6 @@
 locals {
-  azure_pipelines  = { for key, pipeline in var.pipelines : key => pipeline if pipeline.uses_azure }
-  deploy_pipelines = { for key, pipeline in var.pipelines : key => pipeline if pipeline.deploys }
+  workload_connection_pipelines = { for key, pipeline in var.pipelines : key => pipeline if pipeline.uses_workload_connection }
+  deploy_pipelines              = { for key, pipeline in var.pipelines : key => pipeline if pipeline.deploys }
   # One authorisation per (pipeline, environment) pair, with static keys.
   environment_authorisations = merge([
     for pipeline_key, pipeline in local.deploy_pipelines : {
@@ -161,7 +161,7 @@ resource "azuredevops_check_approval" "production" {
 # ---------------------------------------------------------------------------------------------
 
 resource "azuredevops_pipeline_authorization" "service_connection" {
-  for_each = local.azure_pipelines
+  for_each = local.workload_connection_pipelines
 
   project_id  = azuredevops_project.this.id
   resource_id = azuredevops_serviceendpoint_azurerm.this.id

@@ -57,16 +57,18 @@ variable "pipeline_variables" {
 
 variable "pipelines" {
   type = map(object({
-    name       = string
-    yml_path   = string
-    uses_azure = bool
-    deploys    = bool
+    name                     = string
+    yml_path                 = string
+    uses_workload_connection = bool
+    deploys                  = bool
   }))
   description = <<-EOT
     Build definitions to create, keyed by a stable identifier:
     - `name` (Required): pipeline name shown in Azure DevOps.
     - `yml_path` (Required): path of the YAML file in the repository.
-    - `uses_azure` (Required): authorise the pipeline to use the Azure service connection.
+    - `uses_workload_connection` (Required): authorise the pipeline to use the workload service
+      connection this module creates (`service_connection`). The IaC pipeline uses a privileged
+      connection that an administrator creates outside Terraform instead, so it sets `false`.
     - `deploys` (Required): authorise the pipeline to deploy to the environments.
   EOT
   nullable    = false

@@ -217,9 +217,29 @@ def test_pipelines_are_authorised_for_what_they_use_only(blocks: list[Block]) ->
     assert set(authorisations) == {"service_connection", "variable_group", "environment"}
     for body in authorisations.values():
         assert "pipeline_id" in body, "authorise per pipeline, never all pipelines"
-    assert authorisations["service_connection"]["for_each"] == "${local.azure_pipelines}"
+    assert (
+        authorisations["service_connection"]["for_each"] == "${local.workload_connection_pipelines}"
+    )
     pipelines = _locals(blocks)["pipelines"]
-    assert pipelines["ci"]["uses_azure"] is False and pipelines["ci"]["deploys"] is False
+    assert pipelines["ci"]["uses_workload_connection"] is False
+    assert pipelines["ci"]["deploys"] is False
+    # The IaC pipeline applies with the administrator-made privileged connection (README.md, "The
+    # IaC service connection"), so it is not authorised for the least-privilege workload one;
+    # the training and edge pipelines are.
+    assert pipelines["iac"]["uses_workload_connection"] is False
+    assert pipelines["iac"]["deploys"] is True
+    for key in ("model_training", "edge_deployment"):
+        assert pipelines[key]["uses_workload_connection"] is True, key
+    assert _locals(blocks, devops)["workload_connection_pipelines"] == (
+        "${{ for key, pipeline in var.pipelines : key => pipeline if "
+        "pipeline.uses_workload_connection }}"
+    )
+    # Terraform creates exactly one connection, the workload one; the IaC connection is made by
+    # an administrator outside this configuration.
+    endpoints = [b for b in blocks if b.kind == "resource" and "serviceendpoint" in b.labels[0]]
+    assert [(b.labels, b.file.parent) for b in endpoints] == [
+        (("azuredevops_serviceendpoint_azurerm", "this"), devops)
+    ]
     assert (
         _find(blocks, "resource", "azuredevops_variable_group", "this", root=devops).body[
             "allow_access"

@@ -29,11 +29,11 @@ DOTENV = """\
 CONTAINER_REGISTRY_SERVER=${ACR_LOGIN_SERVER}
 CONTAINER_REGISTRY_USERNAME=${EDGE_REGISTRY_TOKEN_NAME}
 CONTAINER_REGISTRY_PASSWORD="pull/Token+Pass="
-CONTAINER_TAG=20261123.7
+CONTAINER_TAG=model9-20261123.7
 MODEL_VERSION=9
 CAMERA_ID=site-2 gate  # inline comment
 FRAME_SOURCE='rtsp://cam.local:554/live?channel=1'
-PPE_HOST_DATA_DIR={data_dir}
+PPE_HOST_QUEUE_DIR={queue_dir}
 EDGEHUB_STORE_FORWARD_TTL_SECS=172800
 MODULES_PATH=modules
 CONFIG_OUTPUT_DIR=config
@@ -79,7 +79,7 @@ def solution(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("platform", "data_dir"),
+    ("platform", "queue_dir"),
     [
         ("amd64", "/var/lib/ppedetector"),
         ("arm64v8", "/var/lib/ppedetector"),
@@ -88,9 +88,9 @@ def solution(tmp_path: Path) -> Path:
     ],
 )
 def test_our_manifest_equals_iotedgedev_genconfig(
-    solution: Path, tmp_path: Path, platform: str, data_dir: str
+    solution: Path, tmp_path: Path, platform: str, queue_dir: str
 ) -> None:
-    dotenv = DOTENV.replace("{data_dir}", data_dir)
+    dotenv = DOTENV.replace("{queue_dir}", queue_dir)
     (solution / ".env").write_text(dotenv)
     theirs = genconfig(solution, tmp_path / "home", platform)
 
@@ -100,13 +100,14 @@ def test_our_manifest_equals_iotedgedev_genconfig(
     assert m.manifest_errors(ours, SCHEMAS) == []
     module = ours["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]["ppedetector"]
     assert (
-        module["settings"]["image"] == f"ppeacr.azurecr.io/ppedetector:0.1.0-20261123.7-{platform}"
+        module["settings"]["image"]
+        == f"ppeacr.azurecr.io/ppedetector:0.1.0-model9-20261123.7-{platform}"
     )
-    assert ("createOptions01" in module["settings"]) == (len(data_dir) > 200)
+    assert ("createOptions01" in module["settings"]) == (len(queue_dir) > 200)
 
 
 def test_our_dotenv_parser_agrees_with_python_dotenv(solution: Path) -> None:
-    text = (solution / ".env.template").read_text() + DOTENV.replace("{data_dir}", "/srv/ppe")
+    text = (solution / ".env.template").read_text() + DOTENV.replace("{queue_dir}", "/srv/ppe")
     script = (
         "import io, json, sys\n"
         "from dotenv import dotenv_values\n"

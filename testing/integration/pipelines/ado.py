@@ -13,6 +13,8 @@ returns a list of findings, one readable line each; an empty list means the chec
   ``latest`` images, unpinned agent images, or steps without ``displayName``.
 - :func:`terraform_facts`: what Terraform creates (service connection, variable group and its
   keys, environments, pipelines), read from infrastructure/*.tf with python-hcl2.
+- :func:`service_connection_errors`: every service connection named is Terraform's, except the
+  one documented IaC connection (:data:`IAC_SERVICE_CONNECTION`), used by the IaC pipeline only.
 """
 
 from __future__ import annotations
@@ -571,19 +573,73 @@ def terraform_facts(infrastructure: Path = INFRASTRUCTURE) -> TerraformFacts:
     )
 
 
+#: The one service connection a pipeline may name that Terraform does not create: the IaC
+#: pipeline's privileged plan/apply connection. Terraform creates the Azure DevOps project that the
+#: connection lives in (and cannot grant itself Owner), so an administrator creates it once, by
+#: hand, as the README section below documents. Every other connection must be Terraform's.
+IAC_SERVICE_CONNECTION = "sc-ppe-iac"
+IAC_SERVICE_CONNECTION_DOCS = ("infrastructure/README.md", "## The IaC service connection")
+#: The only files that may name it: the IaC entry pipeline and the Terraform stage template.
+IAC_SERVICE_CONNECTION_FILES = frozenset({"iac_pipeline.yml", "templates/stages/terraform.yml"})
+
+
+def _is_connection_key(key: str) -> bool:
+    return key in {"azureSubscription", "connectedServiceNameARM"} or key.endswith(
+        ("ServiceConnection", "serviceConnection")
+    )
+
+
 def service_connections_used(root: Path) -> dict[str, str]:
-    """Literal service connection names in the YAML, with where they appear."""
+    """Literal service connection names in the YAML, with where they appear.
+
+    Covers task inputs, template arguments and the defaults of connection parameters (a template
+    that defaults a connection names it as surely as a pipeline that passes it).
+    """
     used = {}
     for path in yaml_files(root):
-        for node_path, node in walk(load(path)):
+        name = path.relative_to(root).as_posix()
+        document = load(path)
+        for node_path, node in walk(document):
             if not node_path or not isinstance(node, str) or not _is_literal(node):
                 continue
-            key = str(node_path[-1])
-            if key in {"azureSubscription", "connectedServiceNameARM"} or key.endswith(
-                ("ServiceConnection", "serviceConnection")
-            ):
-                used[f"{path.relative_to(root)} at {'/'.join(map(str, node_path))}"] = node
+            if _is_connection_key(str(node_path[-1])):
+                used[f"{name} at {'/'.join(map(str, node_path))}"] = node
+        raw = document.get("parameters") if isinstance(document, dict) else None
+        for entry in raw if isinstance(raw, list) else []:
+            if not isinstance(entry, dict) or not _is_connection_key(str(entry.get("name", ""))):
+                continue
+            for value in [entry.get("default"), *(entry.get("values") or [])]:
+                if isinstance(value, str) and _is_literal(value):
+                    used[f"{name} parameter {entry['name']}"] = value
     return used
+
+
+def service_connection_errors(root: Path, terraform_connection: str) -> list[str]:
+    """Service connections that are neither Terraform's nor the documented IaC connection, and
+    uses of the IaC connection outside the IaC pipeline."""
+    errors = []
+    for where, connection in sorted(service_connections_used(root).items()):
+        file = where.split(" ", 1)[0]
+        if connection == terraform_connection:
+            if file in IAC_SERVICE_CONNECTION_FILES:
+                errors.append(
+                    f"{where}: the IaC pipeline applies with {IAC_SERVICE_CONNECTION!r}; "
+                    f"{connection!r} cannot create role assignments"
+                )
+        elif connection == IAC_SERVICE_CONNECTION:
+            if file not in IAC_SERVICE_CONNECTION_FILES:
+                errors.append(
+                    f"{where}: {connection!r} is the privileged IaC connection; only "
+                    f"{sorted(IAC_SERVICE_CONNECTION_FILES)} may use it, the others use "
+                    f"{terraform_connection!r}"
+                )
+        else:
+            errors.append(
+                f"{where}: {connection!r} is neither created by Terraform "
+                f"({terraform_connection!r}) nor the documented IaC connection "
+                f"({IAC_SERVICE_CONNECTION!r}, {' '.join(IAC_SERVICE_CONNECTION_DOCS)})"
+            )
+    return errors
 
 
 def environments_used(root: Path) -> dict[str, str]:

@@ -8,11 +8,14 @@ from pathlib import Path
 
 from .ado import (
     ENTRY_PIPELINES,
+    IAC_SERVICE_CONNECTION,
+    IAC_SERVICE_CONNECTION_DOCS,
     PIPELINES,
     REPO_ROOT,
     TerraformFacts,
     environments_used,
     load,
+    service_connection_errors,
     service_connections_used,
     variable_errors,
     variable_groups,
@@ -63,11 +66,120 @@ def test_a_template_reading_its_callers_variable_is_caught(
     assert any("terraform_install.yml" in e and "$(terraformVersion)" in e for e in errors)
 
 
-def test_service_connections_are_the_one_terraform_creates(terraform: TerraformFacts) -> None:
+def test_service_connections_are_terraforms_or_the_documented_iac_one(
+    terraform: TerraformFacts,
+) -> None:
     used = service_connections_used(PIPELINES)
     assert used, "no service connection named in ado_pipelines/"
-    wrong = {where: name for where, name in used.items() if name != terraform.service_connection}
-    assert not wrong, f"Terraform creates {terraform.service_connection!r}: {wrong}"
+    assert service_connection_errors(PIPELINES, terraform.service_connection) == []
+    # Exactly one connection comes from outside Terraform, and Terraform does not also make it.
+    assert set(used.values()) == {terraform.service_connection, IAC_SERVICE_CONNECTION}
+    assert terraform.service_connection != IAC_SERVICE_CONNECTION
+
+
+def test_the_iac_pipeline_plans_and_applies_with_the_iac_connection_only(
+    terraform: TerraformFacts,
+) -> None:
+    used = service_connections_used(PIPELINES)
+    iac = {where: name for where, name in used.items() if where.startswith("iac_pipeline.yml ")}
+    assert sorted(iac.values()) == [IAC_SERVICE_CONNECTION] * 2, iac
+    # Defaults of the reusable stage template: the IaC connection, as typed parameters.
+    stage = load(PIPELINES / "templates" / "stages" / "terraform.yml")
+    parameters = {p["name"]: p for p in stage["parameters"]}
+    for name in ("planServiceConnection", "applyServiceConnection"):
+        assert parameters[name]["type"] == "string"
+        assert parameters[name]["default"] == IAC_SERVICE_CONNECTION
+    # The training and edge pipelines keep the least-privilege workload connection.
+    for entry in ("model_training_pipeline.yml", "edge_deployment_pipeline.yml"):
+        names = {name for where, name in used.items() if where.startswith(f"{entry} ")}
+        assert names == {terraform.service_connection}, (entry, names)
+
+
+def test_the_iac_connection_is_documented_where_the_tests_point(
+    terraform: TerraformFacts,
+) -> None:
+    readme, heading = IAC_SERVICE_CONNECTION_DOCS
+    text = (REPO_ROOT / readme).read_text(encoding="utf-8")
+    assert heading + "\n" in text, f"{readme} has no section {heading!r}"
+    section = text.split(heading + "\n", 1)[1].split("\n## ", 1)[0]
+    for needed in (
+        f"`{IAC_SERVICE_CONNECTION}`",
+        "workload identity federation",
+        "Owner",
+        "User Access Administrator",
+        "Approvals",
+        "iac_pipeline.yml",
+        "az identity federated-credential create",
+    ):
+        assert needed in section, f"{readme} {heading!r} does not cover {needed!r}"
+    assert f"`{terraform.service_connection}`" in section
+    # The pipelines' README sends readers there.
+    pipelines_readme = (PIPELINES / "README.md").read_text(encoding="utf-8")
+    assert f"`{IAC_SERVICE_CONNECTION}`" in pipelines_readme
+    assert "../infrastructure/README.md#the-iac-service-connection" in pipelines_readme
+
+
+def _broken_copy(tmp_path: Path, relative: str, old: str, new: str) -> Path:
+    copy = tmp_path / "ado_pipelines"
+    shutil.copytree(PIPELINES, copy)
+    target = copy / relative
+    text = target.read_text(encoding="utf-8")
+    assert old in text, (relative, old)
+    target.write_text(text.replace(old, new), encoding="utf-8")
+    return copy
+
+
+def test_a_connection_terraform_does_not_create_is_caught(
+    tmp_path: Path, terraform: TerraformFacts
+) -> None:
+    copy = _broken_copy(
+        tmp_path,
+        "model_training_pipeline.yml",
+        f"serviceConnection: {terraform.service_connection}",
+        "serviceConnection: sc-made-by-hand",
+    )
+    errors = service_connection_errors(copy, terraform.service_connection)
+    assert len(errors) == 1 and "'sc-made-by-hand' is neither created by Terraform" in errors[0]
+
+
+def test_a_template_default_naming_another_connection_is_caught(
+    tmp_path: Path, terraform: TerraformFacts
+) -> None:
+    copy = _broken_copy(
+        tmp_path,
+        "templates/stages/terraform.yml",
+        f"default: {IAC_SERVICE_CONNECTION}",
+        "default: sc-someone-elses",
+    )
+    errors = service_connection_errors(copy, terraform.service_connection)
+    assert errors and all("parameter" in e and "sc-someone-elses" in e for e in errors), errors
+
+
+def test_the_iac_connection_outside_the_iac_pipeline_is_caught(
+    tmp_path: Path, terraform: TerraformFacts
+) -> None:
+    copy = _broken_copy(
+        tmp_path,
+        "edge_deployment_pipeline.yml",
+        f"serviceConnection: {terraform.service_connection}",
+        f"serviceConnection: {IAC_SERVICE_CONNECTION}",
+    )
+    errors = service_connection_errors(copy, terraform.service_connection)
+    assert len(errors) == 1 and "is the privileged IaC connection" in errors[0], errors
+    assert errors[0].startswith("edge_deployment_pipeline.yml at ")
+
+
+def test_the_iac_pipeline_on_the_workload_connection_is_caught(
+    tmp_path: Path, terraform: TerraformFacts
+) -> None:
+    copy = _broken_copy(
+        tmp_path,
+        "iac_pipeline.yml",
+        f"applyServiceConnection: {IAC_SERVICE_CONNECTION}",
+        f"applyServiceConnection: {terraform.service_connection}",
+    )
+    errors = service_connection_errors(copy, terraform.service_connection)
+    assert len(errors) == 1 and "cannot create role assignments" in errors[0], errors
 
 
 def test_templates_take_service_connections_as_parameters() -> None:

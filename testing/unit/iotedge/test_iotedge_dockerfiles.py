@@ -1,23 +1,41 @@
-"""Static checks of the edge module Dockerfiles (no Docker engine here)."""
+"""Static checks of the edge module Dockerfiles (no Docker engine here), the model they bake in
+(staged by environments/docker/stage_model.sh) and its agreement with the deployment template."""
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
+import os
+import posixpath
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
 from ppe.config import EdgeConfig
+from ppe.edge.runtime import SPEC_FILE
+from ppe.export import INT8_FILE
+from ppe.iotedge import manifest as m
+from ppe.model.spec import YoloSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DOCKER_DIR = REPO_ROOT / "environments" / "docker"
 TEMPLATE = REPO_ROOT / "environments" / "iotedge" / "deployment.template.json"
 REQUIREMENTS = DOCKER_DIR / "requirements-edge.txt"
+STAGE_SCRIPT = DOCKER_DIR / "stage_model.sh"
+# Where stage_model.sh puts the exported model inside the build context (ignored by git).
+MODEL_CONTEXT = "environments/docker/model"
 UV = REPO_ROOT / ".tools" / "bin" / "uv"
 PLATFORMS = ("amd64", "arm64v8")
+# What `ppe export` writes that the image needs: the int8 model, its labels, its spec.
+MODEL_FILES = (INT8_FILE, "labels.txt", SPEC_FILE)
+Steps = list[tuple[str, str]]
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -131,8 +149,136 @@ def test_both_platforms_have_the_same_steps() -> None:
     assert normalised == amd64
 
 
-def test_healthcheck_entrypoint_port_and_data_dirs_match_the_manifest(
-    dockerfile: tuple[str, list[tuple[str, str]]],
+def env_values(steps: Steps) -> dict[str, str]:
+    """Every ``ENV`` the Dockerfile sets (``KEY=value`` pairs, one or many per instruction)."""
+    values: dict[str, str] = {}
+    for keyword, args in steps:
+        if keyword == "ENV":
+            for item in args.split():
+                key, _, value = item.partition("=")
+                values[key] = value
+    return values
+
+
+def model_copies(steps: Steps) -> tuple[str, set[str], int] | None:
+    """(destination folder, file names, step index) of the COPY that bakes in the staged model."""
+    for index, (keyword, args) in enumerate(steps):
+        if keyword != "COPY":
+            continue
+        *sources, destination = args.split()
+        if all(s.startswith(f"{MODEL_CONTEXT}/") for s in sources) and sources:
+            names = {posixpath.basename(s) for s in sources}
+            return posixpath.normpath(destination), names, index
+    return None
+
+
+def model_path_errors(template: dict[str, Any], steps: Steps) -> list[str]:
+    """Where the deployment template makes the module look for its model, against the image.
+
+    Args:
+        template: the expanded deployment template (createOptions as objects).
+        steps: a Dockerfile's instructions.
+
+    Returns:
+        One line per disagreement; empty when MODEL_PATH and LABELS_PATH name files the
+        Dockerfile bakes in (with model.json beside the model), the image's own ENV agrees, the
+        files are root-owned and read-only, and no host bind hides them.
+    """
+    errors: list[str] = []
+    agent = template["modulesContent"]["$edgeAgent"]["properties.desired"]
+    module = agent["modules"][m.MODULE_NAME]
+    env = {name: item["value"] for name, item in module.get("env", {}).items()}
+    copied = model_copies(steps)
+    if copied is None:
+        return [f"no COPY of {MODEL_CONTEXT}/* into the image"]
+    folder, names, copy_index = copied
+    if "--chown" in steps[copy_index][1]:
+        errors.append("the model COPY must leave the files owned by root (no --chown)")
+    image_env = env_values(steps)
+    for variable, suffix in (("MODEL_PATH", ".tflite"), ("LABELS_PATH", ".txt")):
+        value = env.get(variable, "")
+        directory, name = posixpath.split(value)
+        if directory != folder or name not in names or not name.endswith(suffix):
+            errors.append(
+                f"template {variable}={value!r} is not a {suffix} file the Dockerfile copies to "
+                f"{folder}/ ({sorted(names)})"
+            )
+        if image_env.get(variable) != value:
+            errors.append(f"image ENV {variable}={image_env.get(variable)!r}, template {value!r}")
+    if SPEC_FILE not in names:
+        errors.append(f"{SPEC_FILE} is not copied next to the model; the runtime reads it there")
+    chmods = [
+        args for keyword, args in steps[copy_index + 1 :] if keyword == "RUN" and "chmod" in args
+    ]
+    for name in sorted(names):
+        if not any(re.search(rf"chmod 0?444 [^&]*{re.escape(folder)}/{re.escape(name)}", c)
+                   for c in chmods):  # fmt: skip
+            errors.append(f"{folder}/{name} is not made read-only (chmod 0444)")
+    users = [i for i, (keyword, _) in enumerate(steps) if keyword == "USER"]
+    if not users or users[0] < copy_index:
+        errors.append("the model must be copied and locked down before USER drops root")
+    host = module["settings"]["createOptions"].get("HostConfig", {})
+    for bind in host.get("Binds", []):
+        target = bind.split(":")[1]
+        if folder == target or folder.startswith(target.rstrip("/") + "/"):
+            errors.append(f"host bind {bind!r} hides the model baked in at {folder}")
+    return errors
+
+
+@pytest.fixture
+def template(edge_env: dict[str, str]) -> dict[str, Any]:
+    return m.expand_template(TEMPLATE, edge_env, "amd64", tag="model3-1", model_version=3)
+
+
+def test_template_model_path_points_where_the_dockerfile_copies_the_model(
+    dockerfile: tuple[str, Steps], template: dict[str, Any]
+) -> None:
+    _, steps = dockerfile
+    assert model_path_errors(template, steps) == []
+    folder, names, _ = model_copies(steps) or ("", set(), 0)
+    assert names == set(MODEL_FILES)
+    env = template["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]["ppedetector"]
+    assert env["env"]["MODEL_PATH"]["value"] == f"{folder}/{INT8_FILE}"
+
+
+def test_a_template_reading_the_model_from_the_host_is_caught(
+    dockerfile: tuple[str, Steps], template: dict[str, Any]
+) -> None:
+    _, steps = dockerfile
+    old = copy.deepcopy(template)
+    module = old["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]["ppedetector"]
+    module["env"]["MODEL_PATH"]["value"] = "/app/data/models/3/model.tflite"
+    module["settings"]["createOptions"]["HostConfig"]["Binds"] = ["/var/lib/ppedetector:/app"]
+    errors = model_path_errors(old, steps)
+    assert any("template MODEL_PATH='/app/data/models/3/model.tflite'" in e for e in errors), errors
+    assert any("image ENV MODEL_PATH" in e for e in errors), errors
+    assert any("hides the model" in e for e in errors), errors
+
+
+def test_a_dockerfile_copying_the_model_elsewhere_or_writable_is_caught(
+    dockerfile: tuple[str, Steps], template: dict[str, Any]
+) -> None:
+    _, steps = dockerfile
+    moved = [
+        (keyword, args.replace("/app/model/", "/opt/model/") if keyword == "COPY" else args)
+        for keyword, args in steps
+    ]
+    errors = model_path_errors(template, moved)
+    assert any("is not a .tflite file the Dockerfile copies to /opt/model/" in e for e in errors)
+    writable = [
+        (keyword, args.replace("chmod 0444", "chmod 0664") if keyword == "RUN" else args)
+        for keyword, args in steps
+    ]
+    assert any("is not made read-only" in e for e in model_path_errors(template, writable))
+    no_spec = [
+        (keyword, args.replace(f"{MODEL_CONTEXT}/{SPEC_FILE} ", "") if keyword == "COPY" else args)
+        for keyword, args in steps
+    ]
+    assert any(f"{SPEC_FILE} is not copied" in e for e in model_path_errors(template, no_spec))
+
+
+def test_healthcheck_entrypoint_port_and_queue_dir_match_the_manifest(
+    dockerfile: tuple[str, Steps], template: dict[str, Any]
 ) -> None:
     _, steps = dockerfile
     values = dict(steps)
@@ -141,14 +287,137 @@ def test_healthcheck_entrypoint_port_and_data_dirs_match_the_manifest(
     assert json.loads(values["ENTRYPOINT"]) == ["ppe", "edge", "run"]
     port = str(EdgeConfig().http_port)
     assert values["EXPOSE"] == port
-    assert any(f"HTTP_PORT={port}" in args for keyword, args in steps if keyword == "ENV")
-    template = TEMPLATE.read_text()
-    assert '"QUEUE_DIR": { "value": "/app/data/queue" }' in template
-    assert ':/app/data"]' in template
+    assert env_values(steps)["HTTP_PORT"] == port
+    module = template["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"][
+        "ppedetector"
+    ]
+    queue = module["env"]["QUEUE_DIR"]["value"]
+    assert env_values(steps)["QUEUE_DIR"] == queue
+    # The host volume is the durable queue and nothing else.
+    binds = module["settings"]["createOptions"]["HostConfig"]["Binds"]
+    assert [bind.split(":")[1] for bind in binds] == [queue]
     dirs = next(args for keyword, args in steps if keyword == "RUN" and "install -d" in args)
-    assert "-o ppe -g ppe" in dirs
-    for folder in ("/app/data/models", "/app/data/queue"):
-        assert folder in dirs.split()
+    assert re.search(rf"install -d -o ppe -g ppe -m 0750 {re.escape(queue)}(\s|$)", dirs), dirs
+
+
+# --- the staged model ---------------------------------------------------------------------------
+
+
+def _check_command(steps: Steps) -> list[str]:
+    """The build-time RUN that loads MODEL_PATH/LABELS_PATH as the module's user (exec form)."""
+    users = [i for i, (keyword, _) in enumerate(steps) if keyword == "USER"]
+    checks = [
+        json.loads(args)
+        for keyword, args in steps[users[-1] :]
+        if keyword == "RUN" and "MODEL_PATH" in args
+    ]
+    assert len(checks) == 1, "one RUN after USER must load the baked-in model"
+    command: list[str] = checks[0]
+    return command
+
+
+@pytest.fixture
+def export_dir(tmp_path: Path, edge_models: Path, tflite_models: ModuleType) -> Path:
+    """A folder shaped like `ppe export`'s output, with a real (tiny, rigged) int8 model."""
+    models = tflite_models
+    folder = tmp_path / "export"
+    folder.mkdir()
+    shutil.copyfile(edge_models / "rigged_int8.tflite", folder / INT8_FILE)
+    shutil.copyfile(edge_models / "rigged_fp32.tflite", folder / "model_fp32.tflite")
+    shutil.copyfile(edge_models / "labels.txt", folder / "labels.txt")
+    spec = YoloSpec.default("yolov3_tiny", models.CLASS_NAMES, image_size=models.IMAGE_SIZE)
+    (folder / SPEC_FILE).write_text(json.dumps({"spec": spec.to_dict(), "metadata": {}}))
+    (folder / "metrics.json").write_text("{}")
+    return folder
+
+
+def _stage(tmp_path: Path, export: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run a copy of stage_model.sh (so the repository's own staging folder stays untouched)."""
+    docker_dir = tmp_path / "docker"
+    docker_dir.mkdir(exist_ok=True)
+    script = docker_dir / STAGE_SCRIPT.name
+    shutil.copyfile(STAGE_SCRIPT, script)
+    result = subprocess.run(
+        ["bash", str(script), str(export)], capture_output=True, text=True, timeout=60, check=False
+    )
+    return result, docker_dir / "model"
+
+
+def _load_in_image_layout(steps: Steps, staged: Path) -> subprocess.CompletedProcess[str]:
+    """The Dockerfile's model check, with the image's model folder mapped onto ``staged``."""
+    folder, _, _ = model_copies(steps) or ("", set(), 0)
+    image_env = env_values(steps)
+    env = {
+        **os.environ,
+        "MODEL_PATH": str(staged / posixpath.relpath(image_env["MODEL_PATH"], folder)),
+        "LABELS_PATH": str(staged / posixpath.relpath(image_env["LABELS_PATH"], folder)),
+    }
+    command = _check_command(steps)
+    assert command[0] == "python"
+    return subprocess.run(
+        [sys.executable, *command[1:]], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_staged_export_loads_with_the_dockerfiles_own_check(
+    dockerfile: tuple[str, Steps], tmp_path: Path, export_dir: Path
+) -> None:
+    _, steps = dockerfile
+    result, staged = _stage(tmp_path, export_dir)
+    assert result.returncode == 0, result.stderr
+    # Exactly the files the Dockerfile copies: no fp32 model, no metrics, nothing from before.
+    assert sorted(p.name for p in staged.iterdir()) == sorted(MODEL_FILES)
+    for name in MODEL_FILES:
+        assert (staged / name).read_bytes() == (export_dir / name).read_bytes()
+        assert (staged / name).stat().st_mode & 0o777 == 0o644
+    loaded = _load_in_image_layout(steps, staged)
+    assert loaded.returncode == 0, loaded.stderr
+
+
+def test_the_dockerfiles_check_rejects_labels_that_disagree_with_the_model(
+    dockerfile: tuple[str, Steps], tmp_path: Path, export_dir: Path
+) -> None:
+    _, steps = dockerfile
+    (export_dir / "labels.txt").write_text("person\nhelmet\n")
+    result, staged = _stage(tmp_path, export_dir)
+    assert result.returncode == 0, result.stderr
+    loaded = _load_in_image_layout(steps, staged)
+    assert loaded.returncode != 0
+    assert "disagree" in loaded.stderr
+
+
+def test_staging_replaces_an_earlier_model_and_refuses_an_incomplete_export(
+    tmp_path: Path, export_dir: Path
+) -> None:
+    result, staged = _stage(tmp_path, export_dir)
+    assert result.returncode == 0, result.stderr
+    (staged / "model_fp32.tflite").write_bytes(b"left over from an earlier build")
+    result, staged = _stage(tmp_path, export_dir)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in staged.iterdir()) == sorted(MODEL_FILES)
+    (export_dir / INT8_FILE).unlink()
+    result, _ = _stage(tmp_path, export_dir)
+    assert result.returncode == 1
+    assert f"{export_dir / INT8_FILE} is missing" in result.stderr
+    assert (
+        subprocess.run(["bash", str(STAGE_SCRIPT)], capture_output=True, check=False).returncode
+        == 2
+    )
+
+
+def test_the_staged_model_is_ignored_by_git() -> None:
+    if not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    staged = [f"{MODEL_CONTEXT}/{name}" for name in MODEL_FILES]
+    result = subprocess.run(
+        ["git", "check-ignore", "--no-index", *staged],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.stdout.split() == staged, "a staged model could be committed"
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
@@ -167,15 +436,28 @@ def test_dockerignore_lets_in_exactly_what_the_dockerfiles_copy() -> None:
         for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
+    staged = re.search(r"^files=\((.*)\)$", STAGE_SCRIPT.read_text(), flags=re.MULTILINE)
+    assert staged, "stage_model.sh no longer lists its files as files=(...)"
+    assert staged.group(1).split() == list(MODEL_FILES)
     for platform in PLATFORMS:
         for keyword, args in instructions(DOCKER_DIR / f"Dockerfile.{platform}"):
             if keyword != "COPY":
                 continue
             *sources, _ = args.split()
             for source in sources:
-                assert (REPO_ROOT / source).exists(), source
+                if source.startswith(f"{MODEL_CONTEXT}/"):
+                    # Staged at build time by stage_model.sh, from `ppe export`'s output.
+                    assert posixpath.basename(source) in MODEL_FILES, source
+                else:
+                    assert (REPO_ROOT / source).exists(), source
                 assert not _ignored(source, patterns), f"{source} is excluded by .dockerignore"
-    for secret in (".env", "environments/iotedge/.env", "outputs/model.tflite", ".venv/bin/python"):
+    for secret in (
+        ".env",
+        "environments/iotedge/.env",
+        "outputs/model.tflite",
+        "outputs/runs/1/export/model_int8.tflite",
+        ".venv/bin/python",
+    ):
         assert _ignored(secret, patterns), f"{secret} would be sent to the Docker daemon"
 
 

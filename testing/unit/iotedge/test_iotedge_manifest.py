@@ -130,10 +130,10 @@ def test_module_env_and_create_options(edge_env: dict[str, str]) -> None:
     module = detector(manifest)
     env = {name: item["value"] for name, item in module["env"].items()}
     assert env == {
-        "MODEL_PATH": "/app/data/models/12/model.tflite",
-        "LABELS_PATH": "/app/data/models/12/labels.txt",
+        "MODEL_PATH": "/app/model/model_int8.tflite",
+        "LABELS_PATH": "/app/model/labels.txt",
         "MODEL_VERSION": "12",
-        "QUEUE_DIR": "/app/data/queue",
+        "QUEUE_DIR": "/app/queue",
         "HTTP_PORT": str(EdgeConfig().http_port),
         "CAMERA_ID": "site1-cam1",
         "FRAME_SOURCE": "rtsp://10.0.0.5:554/stream1",
@@ -143,7 +143,7 @@ def test_module_env_and_create_options(edge_env: dict[str, str]) -> None:
     assert options["ExposedPorts"] == {port: {}}
     host = options["HostConfig"]
     assert host["PortBindings"] == {port: [{"HostPort": str(EdgeConfig().http_port)}]}
-    assert host["Binds"] == ["/var/lib/ppedetector:/app/data"]
+    assert host["Binds"] == ["/var/lib/ppedetector:/app/queue"]
     assert host["LogConfig"]["Type"] == "json-file"
     assert set(host["LogConfig"]["Config"]) == {"max-size", "max-file"}
     assert module["status"] == "running"
@@ -288,13 +288,13 @@ def test_create_options_over_4096_characters_are_refused() -> None:
 
 
 def test_long_create_options_render_as_valid_chunks(edge_env: dict[str, str]) -> None:
-    edge_env["PPE_HOST_DATA_DIR"] = "/mnt/" + "/".join(["site-storage"] * 60)
+    edge_env["PPE_HOST_QUEUE_DIR"] = "/mnt/" + "/".join(["site-storage"] * 60)
     manifest = m.render_manifest(TEMPLATE, edge_env, "amd64", tag="1", model_version=3)
     settings = detector(manifest)["settings"]
     assert "createOptions01" in settings
     assert m.manifest_errors(manifest, SCHEMAS) == []
     assert create_options(detector(manifest))["HostConfig"]["Binds"] == [
-        edge_env["PPE_HOST_DATA_DIR"] + ":/app/data"
+        edge_env["PPE_HOST_QUEUE_DIR"] + ":/app/queue"
     ]
 
 

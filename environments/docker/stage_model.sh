@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Stage an exported model in the edge module's build context, where Dockerfile.<platform> copies
+# it from: environments/docker/model/{model_int8.tflite,labels.txt,model.json}.
+#
+#   environments/docker/stage_model.sh <export folder>
+#
+# <export folder> is what `ppe export --out` wrote (the edge deployment pipeline passes its export;
+# locally, for example, outputs/runs/<id>/export). The staging folder is emptied first, so a model
+# from an earlier build can never end up in the image. Files get mode 0644; the Dockerfile makes
+# them read-only inside the image.
+set -euo pipefail
+
+if [ "$#" -ne 1 ]; then
+  echo "usage: $0 <folder written by 'ppe export'>" >&2
+  exit 2
+fi
+export_dir="$1"
+model_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/model"
+files=(model_int8.tflite labels.txt model.json)
+
+for name in "${files[@]}"; do
+  if [ ! -s "${export_dir}/${name}" ]; then
+    echo "error: ${export_dir}/${name} is missing or empty; export the model with" \
+      "'ppe export' (int8 enabled, the default) and pass its --out folder" >&2
+    exit 1
+  fi
+done
+
+rm -rf "${model_dir}"
+mkdir -p "${model_dir}"
+for name in "${files[@]}"; do
+  install -m 0644 "${export_dir}/${name}" "${model_dir}/${name}"
+done
+echo "staged ${files[*]} from ${export_dir} into ${model_dir}"
