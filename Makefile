@@ -69,13 +69,13 @@ test-unit: setup-python  ## Unit tests only (no external tools)
 	$(PY) -m pytest testing/unit $(PYTEST_ARGS)
 
 lint: setup-python  ## ruff (lint + format check) and mypy --strict
-	$(VENV)/bin/ruff check src testing benchmarks
-	$(VENV)/bin/ruff format --check src testing benchmarks
+	$(VENV)/bin/ruff check src testing benchmarks notebooks
+	$(VENV)/bin/ruff format --check src testing benchmarks notebooks
 	$(VENV)/bin/mypy
 
 format: setup-python  ## Apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix src testing benchmarks
-	$(VENV)/bin/ruff format src testing benchmarks
+	$(VENV)/bin/ruff check --fix src testing benchmarks notebooks
+	$(VENV)/bin/ruff format src testing benchmarks notebooks
 
 bench: setup  ## Benchmarks: benchmarks/results/<date>.json and benchmarks/RESULTS.md
 	$(PY) -m benchmarks.run
