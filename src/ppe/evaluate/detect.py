@@ -268,16 +268,18 @@ def evaluate_model_dir(
         PpeError: not a model folder, an empty split, or unreadable data.
     """
     from ppe.data.voc import dataset_hash, load_split
-    from ppe.model.bundle import load_model_dir
+    from ppe.model.bundle import load_model_dir, read_model_json
 
     split = split or settings.split
-    model, spec, _ = load_model_dir(model_dir)
+    # Check the cheap things first (no TensorFlow yet): the model folder's manifest and the split.
+    spec = read_model_json(model_dir).spec
     samples = load_split(data_dir, split, list(spec.class_names))
     if not samples:
         raise PpeError(
             f"{data_dir}: split {split!r} has no images (ImageSets/Main/{split}.txt is empty); "
             "evaluate on another split with --split, or re-split the dataset"
         )
+    model, spec, _ = load_model_dir(model_dir)
     found = detect_split(keras_predict(model), spec, samples, settings)
     result = evaluate_voc_map(
         found.ground_truths, found.detections, spec.class_names, settings.iou_threshold

@@ -7,16 +7,15 @@ detections through the real interpreter, decoder and letterbox inverse; nothing 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from testing.helpers import CHROMIUM_ARGS, chromium_path
 
 from ppe.edge.runtime import LiteRTDetector
 from ppe.edge.server import ScoringServer
 
-CHROMIUM = Path("/usr/bin/chromium")
 PHOTO = (
     Path(__file__).resolve().parents[2]
     / "fixtures"
@@ -26,15 +25,6 @@ PHOTO = (
     / "hard_hat_workers157.png"
 )
 HEAD_COLOUR = (0xE5, 0x39, 0x35)  # COLORS.head in page.html
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +36,6 @@ def server(edge_models: Path) -> Iterator[ScoringServer]:
     app.start()
     yield app
     app.stop()
-
-
-def chromium_path() -> str:
-    found = shutil.which("chromium") or (str(CHROMIUM) if CHROMIUM.exists() else None)
-    if found is None:
-        pytest.fail("Chromium is missing: run `make setup-system` (Debian package chromium)")
-    return found
 
 
 COUNT_HEAD_PIXELS = """
@@ -77,7 +60,9 @@ def test_page_draws_the_boxes_of_an_uploaded_photo(server: ScoringServer) -> Non
     in_photo = int(np.all(np.asarray(photo) == HEAD_COLOUR, axis=-1).sum())
     problems: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(), args=list(CHROMIUM_ARGS)
+        )
         try:
             page = browser.new_page()
             page.on(
