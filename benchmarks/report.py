@@ -137,8 +137,9 @@ def _inference(result: dict[str, Any]) -> list[str]:
         f"{settings.get('score_threshold')}, NMS IoU {settings.get('nms_iou_threshold')}). "
         f"Latency: {settings.get('latency')}, {settings.get('latency_runs')} runs each; Keras as "
         f"a `tf.function` graph (`predict_on_batch` p50 "
-        f"{_fmt(keras.get('predict_on_batch_latency_ms_p50'))} ms), TensorFlow threads "
-        f"{settings.get('tensorflow_threads')}.",
+        f"{_fmt(keras.get('predict_on_batch_latency_ms_p50'))} ms), TensorFlow threads: "
+        + ", ".join(f"{k} {v}" for k, v in (settings.get("tensorflow_threads") or {}).items())
+        + ".",
         "",
     ]
     return lines
