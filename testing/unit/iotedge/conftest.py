@@ -2,45 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
-import tempfile
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
-# The edge module tests' model builder (TensorFlow runs in its subprocess, never in this one).
-_MODELS_SCRIPT = Path(__file__).resolve().parents[1] / "edge" / "tflite_models.py"
+# The edge tests' tiny LiteRT models (built once, in a TensorFlow subprocess, shared cache).
+from testing.edge_fixtures import edge_models, tflite_models
 
-
-@pytest.fixture(scope="session")
-def tflite_models() -> ModuleType:
-    """testing/unit/edge/tflite_models.py, imported by path (the test folders are not packages)."""
-    name = "ppe_edge_tflite_models"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _MODELS_SCRIPT)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-@pytest.fixture(scope="session")
-def edge_models(request: pytest.FixtureRequest, tflite_models: ModuleType) -> Path:
-    """Folder with the tiny rigged/random fp32 and int8 models and labels.txt.
-
-    Shares the edge tests' cache folder, so the models are built once for both.
-    """
-    cache = getattr(request.config, "cache", None)
-    if cache is not None:
-        cache_root = Path(cache.mkdir("ppe_edge_tflite"))
-    else:
-        cache_root = Path(tempfile.gettempdir()) / f"ppe_edge_tflite_{os.getuid()}"
-        cache_root.mkdir(exist_ok=True)
-    return Path(tflite_models.ensure_models(cache_root))
+__all__ = ["edge_models", "tflite_models"]
 
 
 @pytest.fixture
