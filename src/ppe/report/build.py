@@ -320,10 +320,15 @@ def build_report(run: Path) -> Path:
         verdict = '<div class="verdict kept">No gate decision in this run.</div>'
     else:
         css = "promoted" if gate.get("promote") else "kept"
+        label = "Promoted" if gate.get("promote") else "Not promoted"
+        reason = str(gate.get("reason", ""))
+        # The gate's reason already starts with its verdict ("Promoted: ..."); bold that part.
+        head, sep, rest = reason.partition(":")
+        if not sep or head.strip() != label:
+            head, rest = label, " " + reason
         verdict = (
-            f'<div class="verdict {css}"><strong>'
-            f"{'Promoted' if gate.get('promote') else 'Not promoted'}.</strong> "
-            f'{html.escape(str(gate.get("reason", "")))}<br><span class="muted">Rule: '
+            f'<div class="verdict {css}"><strong>{html.escape(head)}:</strong>'
+            f'{html.escape(rest)}<br><span class="muted">Rule: '
             f"{html.escape(str(gate.get('rule', '')))}</span></div>"
         )
     class_rows = [
