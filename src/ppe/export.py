@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -30,6 +29,7 @@ import numpy as np
 
 from ppe.config import Config
 from ppe.errors import PpeError
+from ppe.files import replaced_dir
 
 logger = logging.getLogger(__name__)
 
@@ -137,10 +137,7 @@ def export_model_dir(
             f"{data_dir}: export needs images in the train split (int8 calibration) and the "
             f"{config.evaluate.split} split (mAP); one of them is empty"
         )
-    staging = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with replaced_dir(out_dir) as staging:
         files = convert(
             model,
             train_samples,
@@ -196,10 +193,4 @@ def export_model_dir(
             "backends": results,
         }
         (staging / "metrics.json").write_text(json.dumps(document, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return document

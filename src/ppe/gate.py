@@ -25,8 +25,6 @@ import argparse
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import Any
 
 from ppe.config import add_config_arguments, load_config
 from ppe.errors import PpeError
+from ppe.files import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -290,23 +289,6 @@ def read_metrics(path: Path, role: str) -> dict[str, Any]:
                 "`ppe evaluate` (fields map50, ap, data_hash, split, model_hash, thresholds)"
             )
     return data
-
-
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> Path:
-    """Write JSON to ``path`` atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False, allow_nan=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def run_gate(

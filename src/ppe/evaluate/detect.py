@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from ppe.config import EvaluateConfig
 from ppe.errors import DataError, PpeError
 from ppe.evaluate.cartucho import write_cartucho
 from ppe.evaluate.voc_map import ImageDetections, ImageGroundTruth, VocMapResult, evaluate_voc_map
+from ppe.files import replaced_dir
 from ppe.model.decode import detect
 from ppe.model.preprocess import LetterboxTransform, letterbox
 from ppe.model.spec import YoloSpec
@@ -223,10 +223,7 @@ def write_evaluation(
     class_names: Sequence[str],
 ) -> Path:
     """Write metrics, curves and Cartucho files to ``out_dir`` atomically (temp folder + rename)."""
-    staging = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with replaced_dir(out_dir) as staging:
         write_cartucho(
             staging,
             split_detections.image_ids,
@@ -236,12 +233,6 @@ def write_evaluation(
         )
         (staging / CURVES_FILE).write_text(json.dumps(curves_document(result)))
         (staging / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir
 
 

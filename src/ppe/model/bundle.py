@@ -17,7 +17,6 @@ functions that need them; :func:`read_model_json` works without TensorFlow.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ppe.errors import PpeError
+from ppe.files import sha256_file
 from ppe.model.spec import YoloSpec
 
 if TYPE_CHECKING:
@@ -61,14 +61,6 @@ class ModelDirInfo:
     manifest: dict[str, Any]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _manifest(
     spec: YoloSpec, metadata: Mapping[str, Any], model_file: Path, versions: dict[str, str]
 ) -> dict[str, Any]:
@@ -86,7 +78,9 @@ def _manifest(
             {"stride": stride, "shape": [None, *shape]}
             for stride, shape in zip(spec.strides, spec.output_shapes, strict=True)
         ],
-        "files": {MODEL_FILE: {"sha256": _sha256(model_file), "bytes": model_file.stat().st_size}},
+        "files": {
+            MODEL_FILE: {"sha256": sha256_file(model_file), "bytes": model_file.stat().st_size}
+        },
         "versions": versions,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "metadata": dict(metadata),
@@ -234,7 +228,7 @@ def load_model_dir(path: str | Path) -> tuple[keras.Model, YoloSpec, dict[str, A
             f"missing; {_FIX}"
         )
     expected = info.manifest.get("files", {}).get(MODEL_FILE, {}).get("sha256")
-    if expected != _sha256(model_file):
+    if expected != sha256_file(model_file):
         raise PpeError(
             f"{model_file} is damaged: its sha256 differs from the one in {MANIFEST_FILE}; {_FIX}"
         )

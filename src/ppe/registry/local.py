@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -39,6 +36,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from ppe.files import sha256_file, write_json_atomic
 from ppe.registry.base import (
     CHAMPION,
     ModelRegistry,
@@ -64,34 +62,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _file_hashes(folder: Path) -> dict[str, str]:
     return {
-        path.relative_to(folder).as_posix(): _sha256(path)
+        path.relative_to(folder).as_posix(): sha256_file(path)
         for path in sorted(folder.rglob("*"))
         if path.is_file()
     }
-
-
-def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -274,7 +250,7 @@ class LocalRegistry(ModelRegistry):
     def _write_index(
         self, model_dir: Path, name: str, versions: list[int], champion: int | None
     ) -> None:
-        _write_json_atomic(
+        write_json_atomic(
             model_dir / INDEX_FILE,
             {
                 "schema_version": SCHEMA_VERSION,
@@ -330,7 +306,7 @@ class LocalRegistry(ModelRegistry):
                     "created_at": _now(),
                     "files": _file_hashes(staging / MODEL_SUBDIR),
                 }
-                _write_json_atomic(staging / META_FILE, meta)
+                write_json_atomic(staging / META_FILE, meta)
                 target = folder / str(version)
                 staging.rename(target)
             except BaseException:

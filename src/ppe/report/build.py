@@ -16,13 +16,13 @@ from __future__ import annotations
 import html
 import json
 import logging
-import shutil
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ppe.errors import PpeError
+from ppe.files import replaced_dir
 
 logger = logging.getLogger(__name__)
 
@@ -297,107 +297,105 @@ def build_report(run: Path) -> Path:
     train_summary = _read_json(run / "train" / "train.json")
     classes = list(metrics.get("classes") or metrics["ap"].keys())
 
-    staging = run / ".report.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    figures: list[tuple[str, str]] = [
-        (plot_ground_truth(metrics, staging), "Ground-truth boxes per class"),
-        (plot_detections(metrics, staging), "Detections per class: true and false positives"),
-        (plot_ap(metrics, staging), "AP per class and mAP@0.5"),
-    ]
-    figures += [
-        (name, "Precision-recall curve") for name in plot_pr_curves(curves, metrics["ap"], staging)
-    ]
-    if gate is not None:
-        figures.append((plot_champion(gate, champion, metrics, staging), "Champion vs challenger"))
-    if train_summary:
-        loss = plot_loss(train_summary, staging)
-        if loss:
-            figures.append((loss, "Training loss"))
-    samples = draw_samples(evaluate_dir, _data_dir(run), classes, staging)
-
-    if gate is None:
-        verdict = '<div class="verdict kept">No gate decision in this run.</div>'
-    else:
-        css = "promoted" if gate.get("promote") else "kept"
-        label = "Promoted" if gate.get("promote") else "Not promoted"
-        reason = str(gate.get("reason", ""))
-        # The gate's reason already starts with its verdict ("Promoted: ..."); bold that part.
-        head, sep, rest = reason.partition(":")
-        if not sep or head.strip() != label:
-            head, rest = label, " " + reason
-        verdict = (
-            f'<div class="verdict {css}"><strong>{html.escape(head)}:</strong>'
-            f'{html.escape(rest)}<br><span class="muted">Rule: '
-            f"{html.escape(str(gate.get('rule', '')))}</span></div>"
-        )
-    class_rows = [
-        [
-            name,
-            _fmt(metrics["ap"].get(name)),
-            metrics["per_class"][name]["num_ground_truth"],
-            metrics["per_class"][name]["num_detections"],
-            metrics["per_class"][name]["tp"],
-            metrics["per_class"][name]["fp"],
-        ]
-        for name in classes
-    ]
-    thresholds = metrics["thresholds"]
-    facts = [
-        ["mAP@0.5", _fmt(metrics.get("map50"))],
-        ["split", metrics.get("split")],
-        ["images", metrics["counts"]["images"]],
-        ["data hash", metrics.get("data_hash")],
-        ["model hash", metrics.get("model_hash")],
-        ["score threshold", thresholds.get("score_threshold")],
-        ["NMS", f"{thresholds.get('nms')} at IoU {thresholds.get('nms_iou_threshold')}"],
-        ["AP definition", thresholds.get("ap_definition")],
-    ]
-    if gate is not None:
-        facts += [
-            ["champion mAP@0.5", _fmt(gate.get("champion_score"))],
-            ["challenger mAP@0.5", _fmt(gate.get("challenger_score"))],
-        ]
-    figure_html = "".join(
-        f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}">'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        for name, caption in figures
-    )
-    sample_html = (
-        "".join(
-            f'<figure><img src="{html.escape(name)}" alt="sample {html.escape(name)}" width="320">'
-            f"</figure>"
-            for name in samples
-        )
-        or '<p class="muted">Dataset images not available for this run.</p>'
-    )
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>PPE detector report: {html.escape(run.name)}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>{STYLE}</style></head>
-<body>
-<h1>Hard-hat detector: run {html.escape(run.name)}</h1>
-<p class="muted">Evaluation of the challenger on the
-{html.escape(str(metrics.get("split")))} split.</p>
-{verdict}
-<h2>Summary</h2>
-{_table(facts, ["", "value"])}
-<h2>Per class</h2>
-{_table(class_rows, ["class", "AP@0.5", "ground truth", "detections", "TP", "FP"])}
-<h2>Plots</h2>
-<div class="grid">{figure_html}</div>
-<h2>Sample images</h2>
-<p class="muted">Dashed white: ground truth.
-Coloured: detections with score &ge; {SAMPLE_SCORE}.</p>
-<div class="grid">{sample_html}</div>
-</body></html>
-"""
-    (staging / "index.html").write_text(page, encoding="utf-8")
     report_dir = run / "report"
-    if report_dir.exists():
-        shutil.rmtree(report_dir)
-    staging.rename(report_dir)
+    with replaced_dir(report_dir) as staging:
+        figures: list[tuple[str, str]] = [
+            (plot_ground_truth(metrics, staging), "Ground-truth boxes per class"),
+            (plot_detections(metrics, staging), "Detections per class: true and false positives"),
+            (plot_ap(metrics, staging), "AP per class and mAP@0.5"),
+        ]
+        figures += [
+            (name, "Precision-recall curve")
+            for name in plot_pr_curves(curves, metrics["ap"], staging)
+        ]
+        if gate is not None:
+            figures.append(
+                (plot_champion(gate, champion, metrics, staging), "Champion vs challenger")
+            )
+        if train_summary:
+            loss = plot_loss(train_summary, staging)
+            if loss:
+                figures.append((loss, "Training loss"))
+        samples = draw_samples(evaluate_dir, _data_dir(run), classes, staging)
+
+        if gate is None:
+            verdict = '<div class="verdict kept">No gate decision in this run.</div>'
+        else:
+            css = "promoted" if gate.get("promote") else "kept"
+            label = "Promoted" if gate.get("promote") else "Not promoted"
+            reason = str(gate.get("reason", ""))
+            # The gate's reason already starts with its verdict ("Promoted: ..."); bold that part.
+            head, sep, rest = reason.partition(":")
+            if not sep or head.strip() != label:
+                head, rest = label, " " + reason
+            verdict = (
+                f'<div class="verdict {css}"><strong>{html.escape(head)}:</strong>'
+                f'{html.escape(rest)}<br><span class="muted">Rule: '
+                f"{html.escape(str(gate.get('rule', '')))}</span></div>"
+            )
+        class_rows = [
+            [
+                name,
+                _fmt(metrics["ap"].get(name)),
+                metrics["per_class"][name]["num_ground_truth"],
+                metrics["per_class"][name]["num_detections"],
+                metrics["per_class"][name]["tp"],
+                metrics["per_class"][name]["fp"],
+            ]
+            for name in classes
+        ]
+        thresholds = metrics["thresholds"]
+        facts = [
+            ["mAP@0.5", _fmt(metrics.get("map50"))],
+            ["split", metrics.get("split")],
+            ["images", metrics["counts"]["images"]],
+            ["data hash", metrics.get("data_hash")],
+            ["model hash", metrics.get("model_hash")],
+            ["score threshold", thresholds.get("score_threshold")],
+            ["NMS", f"{thresholds.get('nms')} at IoU {thresholds.get('nms_iou_threshold')}"],
+            ["AP definition", thresholds.get("ap_definition")],
+        ]
+        if gate is not None:
+            facts += [
+                ["champion mAP@0.5", _fmt(gate.get("champion_score"))],
+                ["challenger mAP@0.5", _fmt(gate.get("challenger_score"))],
+            ]
+        figure_html = "".join(
+            f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            for name, caption in figures
+        )
+        sample_html = (
+            "".join(
+                f'<figure><img src="{html.escape(name)}" alt="sample {html.escape(name)}" '
+                f'width="320"></figure>'
+                for name in samples
+            )
+            or '<p class="muted">Dataset images not available for this run.</p>'
+        )
+        page = f"""<!DOCTYPE html>
+    <html lang="en"><head><meta charset="utf-8">
+    <title>PPE detector report: {html.escape(run.name)}</title>
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+    <style>{STYLE}</style></head>
+    <body>
+    <h1>Hard-hat detector: run {html.escape(run.name)}</h1>
+    <p class="muted">Evaluation of the challenger on the
+    {html.escape(str(metrics.get("split")))} split.</p>
+    {verdict}
+    <h2>Summary</h2>
+    {_table(facts, ["", "value"])}
+    <h2>Per class</h2>
+    {_table(class_rows, ["class", "AP@0.5", "ground truth", "detections", "TP", "FP"])}
+    <h2>Plots</h2>
+    <div class="grid">{figure_html}</div>
+    <h2>Sample images</h2>
+    <p class="muted">Dashed white: ground truth.
+    Coloured: detections with score &ge; {SAMPLE_SCORE}.</p>
+    <div class="grid">{sample_html}</div>
+    </body></html>
+    """
+        (staging / "index.html").write_text(page, encoding="utf-8")
     archive = run / "report.zip"
     tmp_zip = run / ".report.zip.tmp"
     with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as bundle:
