@@ -1,12 +1,18 @@
 """Inference: Keras fp32 vs LiteRT fp32 vs LiteRT int8 on the same model, batch 1, 2 threads.
 
-Latency is the forward pass alone (letterboxed float32 input -> raw heads), batch 1, at the
-benchmark size (416), after warm-up. The backends are timed in interleaved blocks (10 calls of
-each in turn) so that load from other processes on a shared machine hits them alike. Keras runs
-the model in a ``tf.function`` graph (the fastest Keras path; ``predict_on_batch``, which
-``ppe evaluate`` uses, is timed too and reported beside it) with TensorFlow's intra-op and
-inter-op pools limited to ``--threads`` before TensorFlow starts; LiteRT runs with
-``num_threads=--threads``.
+Latency is the forward pass alone, batch 1, at the benchmark size (416), after warm-up: from the
+letterboxed image in the backend's own input type to float raw heads. Keras takes float32 in
+[0, 1]; the LiteRT files take what the edge runtime builds for them in its letterbox
+(:meth:`ppe.edge.runtime.LiteRTDetector.network_input`: float32 for fp32, int8 for int8, through
+one lookup table, so quantising the input costs nothing extra), and their int8 outputs are
+dequantised inside the timed call. The float-input path of the LiteRT backends (quantise a
+float32 letterbox, then the same forward pass: what ``ppe evaluate`` and ``ppe export`` do) is
+timed too and reported beside it as ``float_input_latency_ms_p50``. The calls are timed in
+interleaved blocks (10 calls of each in turn) so that load from other processes on a shared
+machine hits them alike. Keras runs the model in a ``tf.function`` graph (the fastest Keras path;
+``predict_on_batch``, which ``ppe evaluate`` uses, is timed too and reported beside it) with
+TensorFlow's intra-op and inter-op pools limited to ``--threads`` before TensorFlow starts; LiteRT
+runs with ``num_threads=--threads``.
 
 mAP@0.5 of each backend comes from the same split through the same path as ``ppe export``:
 :func:`ppe.evaluate.detect.detect_split` (letterbox, forward pass, NumPy decode and class-aware NMS,
@@ -33,18 +39,18 @@ MAP_TOLERANCE = 0.02
 
 
 def _interleaved_latency(
-    calls: dict[str, Callable[[np.ndarray], Any]], batch: np.ndarray, runs: int, warmup: int
+    calls: dict[str, tuple[Callable[[np.ndarray], Any], np.ndarray]], runs: int, warmup: int
 ) -> dict[str, list[float]]:
-    """Milliseconds per call of each backend, timed in alternating blocks of :data:`BLOCK`."""
-    for call in calls.values():
+    """Milliseconds per ``call(input)``, each timed in alternating blocks of :data:`BLOCK`."""
+    for call, argument in calls.values():
         for _ in range(warmup):
-            call(batch)
+            call(argument)
     timings: dict[str, list[float]] = {name: [] for name in calls}
     while any(len(values) < runs for values in timings.values()):
-        for name, call in calls.items():
+        for name, (call, argument) in calls.items():
             for _ in range(min(BLOCK, runs - len(timings[name]))):
                 started = time.perf_counter()
-                call(batch)
+                call(argument)
                 timings[name].append((time.perf_counter() - started) * 1000.0)
     return timings
 
@@ -80,8 +86,10 @@ def run(context: Context) -> dict[str, Any]:
         return [np.asarray(output) for output in graph(tf.constant(batch))]
 
     backends: dict[str, Callable[[np.ndarray], Any]] = {"keras_fp32": keras_graph}
+    runtimes: dict[str, LiteRTModel] = {}
     for name, path in files.items():
-        backends[name] = LiteRTModel(Path(path), spec, num_threads=context.threads).predict
+        runtimes[name] = LiteRTModel(Path(path), spec, num_threads=context.threads)
+        backends[name] = runtimes[name].predict
 
     entries: dict[str, dict[str, Any]] = {}
     for name, predict in backends.items():
@@ -96,14 +104,28 @@ def run(context: Context) -> dict[str, Any]:
         }
         logger.info("%s: mAP@0.5 %.4f on %d images", name, scored.map50, len(samples))
 
-    first, _ = letterbox(load_rgb(Path(samples[0].image_path)), size)
+    image = load_rgb(Path(samples[0].image_path))
+    first, _ = letterbox(image, size)
     batch = first[np.newaxis].astype(np.float32)
+    calls: dict[str, tuple[Callable[[np.ndarray], Any], np.ndarray]] = {
+        "keras_fp32": (keras_graph, batch),
+        "keras_predict_on_batch": (keras_predict(model), batch),
+    }
+    for name, runtime in runtimes.items():
+        calls[name] = (runtime.detector.forward, runtime.detector.network_input(image)[0])
+        calls[f"{name}_float_input"] = (runtime.predict, batch)
     runs = 20 if context.quick else 300
-    timed = {**backends, "keras_predict_on_batch": keras_predict(model)}
-    timings = _interleaved_latency(timed, batch, runs, warmup=2 if context.quick else 10)
+    timings = _interleaved_latency(calls, runs, warmup=2 if context.quick else 10)
     keras_p50 = float(np.percentile(timings["keras_fp32"], 50))
     for name in backends:
         stats = summarize_ms(timings[name])
+        if name in runtimes:
+            float_input = summarize_ms(timings[f"{name}_float_input"])
+            stats["float_input_latency_ms_p50"] = float_input["latency_ms_p50"]
+            stats["float_input_latency_ms_p95"] = float_input["latency_ms_p95"]
+            stats["input_dtype"] = str(runtimes[name].detector.network_input(image)[0].dtype)
+        else:
+            stats["input_dtype"] = "float32"
         entries[name].update(stats)
         entries[name]["speedup_vs_keras"] = round(keras_p50 / max(stats["latency_ms_p50"], 1e-9), 3)
         entries[name]["map50_delta_vs_keras"] = round(
@@ -138,7 +160,8 @@ def run(context: Context) -> dict[str, Any]:
             "threads": context.threads,
             "tensorflow_threads": thread_settings,
             "latency_runs": runs,
-            "latency": "forward pass only, interleaved blocks of 10 calls per backend",
+            "latency": "forward pass only, on each backend's own input type (LiteRT int8: the "
+            "int8 tensor the edge runtime's letterbox builds), interleaved blocks of 10 calls",
             "keras_path": "tf.function graph call (predict_on_batch also reported)",
             "model": prepared.origin,
             "model_training": prepared.training,

@@ -3,16 +3,19 @@
 One model serves all three inference backends and the edge server. It is, in order:
 
 1. the model folder given with ``--model PATH``;
-2. with ``--model auto`` (the default): the champion of the local registry
-   (``outputs/registry``, the demo's model name), else the latest ``outputs/runs/*/train/model``;
+2. with ``--model auto`` (the default): the ``real_data`` benchmark's model fine-tuned from COCO in
+   this run (trained at 416 px on the real photos; scored on their validation split), else the
+   champion of the local registry (``outputs/registry``, the demo's model name), else the latest
+   ``outputs/runs/*/train/model``;
 3. otherwise (or with ``--model train``): YOLOv3-tiny trained here from scratch on procedural
    hard-hat scenes for a fixed wall-clock budget (``--model-train-minutes``).
 
 A model trained at another input size is rebuilt at the benchmark's size (416) with every weight
 copied (the network is fully convolutional; only the input shape changes).
 
-Evaluation data: the test split of the pipeline run that produced the model when its ``data/``
-folder is still there, else held-out procedural scenes (a seed no training run uses). int8
+Evaluation data: for the real-data model, the real photos' validation split (its train split
+calibrates int8); else the test split of the pipeline run that produced the model when its
+``data/`` folder is still there, else held-out procedural scenes (a seed no training run uses). int8
 calibration uses the train split of the same dataset. Everything is cached in the run's work
 folder, so ``serving`` reuses what ``inference`` built.
 """
@@ -111,6 +114,17 @@ def _latest_run_model(repo_root: Path) -> tuple[Path, str, Path | None] | None:
     return model_dir, f"latest pipeline run {run_dir.name}", run_dir / "data"
 
 
+def _real_data_model(context: Context) -> tuple[Path, str, Path] | None:
+    """The model ``real_data`` fine-tuned from COCO in this run: (folder, description, data)."""
+    from benchmarks.real_data import MODEL_DIR, VOC_DIR
+
+    folder = context.work / "real_data"
+    model_dir, data = folder / MODEL_DIR, folder / VOC_DIR
+    if not (model_dir / "model.json").is_file():
+        return None
+    return model_dir, "YOLOv3-tiny fine-tuned from COCO on the real photos (real_data)", data
+
+
 def _has_split(data: Path | None, split: str) -> bool:
     if data is None:
         return False
@@ -205,13 +219,18 @@ def prepare_model(context: Context) -> PreparedModel:
     folder.mkdir(parents=True, exist_ok=True)
     repo_root = Path(context.repo_root)
     found: tuple[Path, str, Path | None] | None = None
+    eval_split = EVAL_SPLIT
     if context.model not in ("auto", "train"):
         path = Path(context.model)
         if not (path / "model.json").is_file():
             raise PpeError(f"--model {path}: not a model folder (no model.json)")
         found = (path, f"model folder {path.name}", None)
     elif context.model == "auto":
-        found = _registry_champion(repo_root) or _latest_run_model(repo_root)
+        real = _real_data_model(context)
+        if real is not None:
+            found, eval_split = real, "val"
+        else:
+            found = _registry_champion(repo_root) or _latest_run_model(repo_root)
     training = None
     if found is None:
         model_dir, training, _ = _train_here(context, folder)
@@ -223,11 +242,16 @@ def prepare_model(context: Context) -> PreparedModel:
     else:
         model_dir, origin, run_data = found
         logger.info("benchmark model: %s (%s)", model_dir, origin)
-    if _has_split(run_data, EVAL_SPLIT) and _has_split(run_data, CALIBRATION_SPLIT):
+    if _has_split(run_data, eval_split) and _has_split(run_data, CALIBRATION_SPLIT):
         assert run_data is not None
         data_dir = run_data
-        data_origin = f"test split of the model's pipeline run ({run_data.parent.name})"
+        data_origin = (
+            "validation split of the real hard-hat photos"
+            if eval_split == "val"
+            else f"test split of the model's pipeline run ({run_data.parent.name})"
+        )
     else:
+        eval_split = EVAL_SPLIT
         images = 24 if context.quick else 300
         data_dir = _synthesize(
             folder / "eval_data", images, context.seed + EVAL_SEED_OFFSET, train_fraction=0.5
@@ -242,6 +266,7 @@ def prepare_model(context: Context) -> PreparedModel:
         origin=origin,
         data_dir=str(data_dir),
         data_origin=data_origin,
+        eval_split=eval_split,
         training=training,
     )
     record.write_text(json.dumps(asdict(prepared), indent=2))

@@ -35,6 +35,10 @@ MAP_TARGET = 0.5
 #: "Clearly above from scratch": at least this many mAP points more.
 MARGIN_POINTS = 10.0
 TARGET_BUDGET_MINUTES = 30.0
+#: Under the run's ``real_data`` work folder: the imported photos, and the model fine-tuned from
+#: COCO, which the inference and serving benchmarks then measure (see ``benchmarks.models``).
+VOC_DIR = "voc"
+MODEL_DIR = "from_coco_model"
 
 DATA_HELP = (
     f"pass --data PATH or set {DATA_ENV} to the real hard-hat photos (a folder with "
@@ -141,12 +145,12 @@ def run(context: Context) -> dict[str, Any]:
 
     from benchmarks.budget import fit_for_budget
     from ppe.data.voc import load_split
-    from ppe.model.bundle import load_model_dir
+    from ppe.model.bundle import load_model_dir, save_model_dir
     from ppe.model.spec import YoloSpec
     from ppe.model.yolov3 import build_model
 
     folder = context.work / "real_data"
-    voc_dir, split_origin = prepare_dataset(data, folder / "voc", context.seed)
+    voc_dir, split_origin = prepare_dataset(data, folder / VOC_DIR, context.seed)
     train = load_split(voc_dir, "train", list(CLASSES))
     val = load_split(voc_dir, "val", list(CLASSES))
     logger.info("real data: %d train, %d val images (%s)", len(train), len(val), split_origin)
@@ -175,6 +179,14 @@ def run(context: Context) -> dict[str, Any]:
         )
         scores = _score(model, spec, val)
         runs[name] = {**scores, "training": fit.to_dict()}
+        if name == "from_coco":
+            save_model_dir(
+                model,
+                spec,
+                folder / MODEL_DIR,
+                {"source": "benchmarks real_data, from COCO", "val_map50": scores["map50"]},
+                overwrite=True,
+            )
         logger.info(
             "%s: mAP@0.5 %.4f (%s)",
             name,

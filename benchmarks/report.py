@@ -112,9 +112,11 @@ def _inference(result: dict[str, Any]) -> list[str]:
         rows.append(
             (
                 name,
+                entry.get("input_dtype", "n/a"),
                 entry.get("latency_ms_p50"),
                 entry.get("latency_ms_p95"),
                 f"{_fmt(entry.get('speedup_vs_keras'))}x",
+                entry.get("float_input_latency_ms_p50", "same"),
                 _score(entry.get("map50")),
                 *(_score(entry.get("ap", {}).get(c)) for c in classes),
                 _fmt((entry.get("size_bytes") or 0) / 1e6, 1),
@@ -122,9 +124,11 @@ def _inference(result: dict[str, Any]) -> list[str]:
         )
     header = (
         "backend",
+        "input",
         "p50 ms",
         "p95 ms",
         "speed-up vs Keras",
+        "p50 ms from float32 input",
         "mAP@0.5",
         *(f"AP {c}" for c in classes),
         "size MB",

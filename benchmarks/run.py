@@ -5,9 +5,10 @@ Usage::
     python -m benchmarks.run [--quick] [--only NAME,...] [--budget-minutes N]
                              [--data PATH] [--weights PATH] [--model auto|train|PATH] [--out DIR]
 
-Benchmarks (in this order): ``evaluator``, ``inference``, ``serving``, ``training``,
-``real_data``. Each runs in its own Python process (``benchmarks.worker``); the orchestrator never
-imports TensorFlow. A benchmark that lacks a prerequisite (real data, weights, a GPU) is recorded
+Benchmarks (in this order): ``evaluator``, ``training``, ``real_data``, ``inference``,
+``serving``; inference and serving measure the model that ``real_data`` fine-tuned, when it ran.
+Each runs in its own Python process (``benchmarks.worker``); the orchestrator never imports
+TensorFlow. A benchmark that lacks a prerequisite (real data, weights, a GPU) is recorded
 as ``skipped`` with the reason and how to provide it; one that raises is ``failed`` with the error.
 
 Full runs write ``benchmarks/results/<UTC date>.json`` and ``benchmarks/RESULTS.md``. Quick runs
@@ -39,7 +40,7 @@ from benchmarks.report import render
 
 logger = logging.getLogger("benchmarks.run")
 
-BENCHMARKS: tuple[str, ...] = ("evaluator", "inference", "serving", "training", "real_data")
+BENCHMARKS: tuple[str, ...] = ("evaluator", "training", "real_data", "inference", "serving")
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 SCHEMA_VERSION = 1

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ppe.errors import PpeError
 from ppe.model.spec import YoloSpec
+
+if TYPE_CHECKING:
+    from ppe.edge.runtime import LiteRTDetector
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,11 @@ class LiteRTModel:
             )
         self.path = path
         self.spec = spec
+
+    @property
+    def detector(self) -> LiteRTDetector:
+        """The edge runtime behind this model (its letterbox, forward pass and detection)."""
+        return self._detector
 
     def predict(self, batch: np.ndarray) -> list[np.ndarray]:
         """Forward pass, one image at a time (the LiteRT models have batch size 1).

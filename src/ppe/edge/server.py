@@ -110,7 +110,8 @@ def decode_image(body: bytes, max_image_pixels: int) -> np.ndarray:
                 f"{max_image_pixels} pixels are accepted, resize it first",
             )
         try:
-            rgb = np.asarray(image.convert("RGB"))
+            # JPEGs decode to RGB already: no conversion copy for them.
+            rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         except Exception as error:  # truncated or corrupt data: OSError, SyntaxError, ValueError
             raise ClientError(
                 HTTPStatus.BAD_REQUEST,

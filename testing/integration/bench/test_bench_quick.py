@@ -58,7 +58,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any],
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
-    assert "benchmarks (quick): evaluator ok, inference ok, real_data skipped" in completed.stdout
+    assert "benchmarks (quick): evaluator ok, real_data skipped, inference ok" in completed.stdout
     results = sorted(out.glob("*.json"))
     assert len(results) == 1, results
     return json.loads(results[0].read_text()), results[0], out / "RESULTS.md"
@@ -69,7 +69,7 @@ def test_results_match_the_schema(quick_run: tuple[dict[str, Any], Path, Path]) 
     jsonschema.validate(document, json.loads(SCHEMA.read_text()))
     assert path.name == f"{document['date']}.json"
     assert document["mode"] == "quick"
-    assert list(document["benchmarks"]) == ["evaluator", "inference", "real_data"]
+    assert list(document["benchmarks"]) == ["evaluator", "real_data", "inference"]
     assert document["machine"]["cores"] == os.cpu_count()
     assert document["machine"]["versions"]["tensorflow"]
 
@@ -84,6 +84,12 @@ def test_inference_backends(quick_run: tuple[dict[str, Any], Path, Path]) -> Non
         assert 0.0 <= entry["map50"] <= 1.0
         assert set(entry["ap"]) == {"helmet", "head"}
     assert backends["keras_fp32"]["speedup_vs_keras"] == 1.0
+    # Each backend is timed on its own input type; LiteRT also from a float32 letterbox.
+    assert backends["keras_fp32"]["input_dtype"] == "float32"
+    assert backends["litert_fp32"]["input_dtype"] == "float32"
+    assert backends["litert_int8"]["input_dtype"] == "int8"
+    for name in ("litert_fp32", "litert_int8"):
+        assert backends[name]["float_input_latency_ms_p50"] > 0
     int8 = backends["litert_int8"]
     assert int8["speedup_vs_keras"] == pytest.approx(
         backends["keras_fp32"]["latency_ms_p50"] / int8["latency_ms_p50"], rel=1e-2

@@ -13,7 +13,7 @@ import pytest
 
 from ppe.edge.runtime import LiteRTDetector, ModelLoadError, infer_spec, read_labels
 from ppe.model.decode import detect
-from ppe.model.preprocess import LetterboxTransform
+from ppe.model.preprocess import LetterboxTransform, letterbox
 from ppe.model.spec import YoloSpec
 
 REPO = Path(__file__).resolve().parents[3]
@@ -41,6 +41,35 @@ def test_int8_model_dequantises_to_the_float_outputs(edge_models: Path) -> None:
         span = float(expected.max() - expected.min())
         assert float(np.abs(output - expected).max()) < 0.1 * span
         assert np.corrcoef(output.ravel(), expected.ravel())[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("variant", ["random_fp32", "random_int8"])
+@pytest.mark.parametrize("shape", [(120, 200, 3), (48, 17, 3), (64, 64, 3), (1080, 1920, 3)])
+def test_network_input_equals_the_quantised_float_letterbox(
+    edge_models: Path, variant: str, shape: tuple[int, int, int]
+) -> None:
+    # The lookup-table letterbox must give exactly what quantising the float letterbox gives
+    # (padding, pixel values and rounding), so evaluation and the device see the same input.
+    detector = LiteRTDetector(edge_models / f"{variant}.tflite", edge_models / "labels.txt")
+    image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    tensor, transform = detector.network_input(image)
+    floats, expected_transform = letterbox(image, detector.spec.image_size)
+    assert transform == expected_transform
+    expected = detector._quantize_input(floats[None])
+    assert tensor.dtype == expected.dtype and tensor.shape == expected.shape
+    np.testing.assert_array_equal(tensor, expected)
+    if detector.quantized:
+        # ... and the in-place quantisation is the textbook round(x / scale) + zero point.
+        scale, zero_point = detector._input_quant
+        textbook = np.clip(np.round(floats[None] / scale) + zero_point, -128, 127).astype(np.int8)
+        np.testing.assert_array_equal(expected, textbook)
+
+
+def test_forward_names_a_wrong_input_type(edge_models: Path) -> None:
+    detector = LiteRTDetector(edge_models / "random_int8.tflite", edge_models / "labels.txt")
+    size = detector.spec.image_size
+    with pytest.raises(ValueError, match=rf"takes int8 \(1, {size}, {size}, 3\), got float32"):
+        detector.forward(np.zeros((1, size, size, 3), np.float32))
 
 
 @pytest.mark.parametrize("variant", ["rigged_fp32", "rigged_int8"])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ppe.model.preprocess import PAD_VALUE, LetterboxTransform, letterbox
+from ppe.model.preprocess import PAD_VALUE, LetterboxTransform, letterbox, resize_for_letterbox
 
 
 def test_wide_image_is_centred_vertically_with_grey_padding() -> None:
@@ -62,6 +63,30 @@ def test_round_trip_to_original_pixels(
     pixels = transform.to_original(letterboxed)
     expected = box * [width, height, width, height]
     np.testing.assert_allclose(pixels, expected, atol=1e-3 * max(width, height))
+
+
+@pytest.mark.parametrize(
+    ("shape", "interpolation"),
+    [
+        ((480, 640, 3), cv2.INTER_LINEAR),
+        ((1080, 1920, 3), cv2.INTER_AREA),
+        ((50, 30, 3), cv2.INTER_LINEAR),
+    ],
+)
+def test_resize_averages_areas_only_when_shrinking_below_half(
+    shape: tuple[int, int, int], interpolation: int
+) -> None:
+    # A one-pixel checkerboard: bilinear sampling at 1/4.6 scale would alias it into stripes;
+    # area averaging turns it into flat grey, as it should for a 1080p camera frame.
+    image = np.zeros(shape, np.uint8)
+    image[::2, ::2] = 255
+    image[1::2, 1::2] = 255
+    resized, transform = resize_for_letterbox(image, 416)
+    target = (transform.resized_width, transform.resized_height)
+    assert resized.shape == (target[1], target[0], 3)
+    np.testing.assert_array_equal(resized, cv2.resize(image, target, interpolation=interpolation))
+    if interpolation == cv2.INTER_AREA:
+        assert float(resized.std()) < 5.0
 
 
 def test_rejects_non_rgb_uint8() -> None:

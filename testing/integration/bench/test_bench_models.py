@@ -1,0 +1,39 @@
+"""Which model the inference and serving benchmarks measure (``benchmarks.models``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.common import CLASSES, Context
+from benchmarks.models import prepare_model
+from benchmarks.real_data import MODEL_DIR, VOC_DIR
+
+from ppe.config import SplitConfig, load_config
+from ppe.data.synthetic import synthesize
+from ppe.model.bundle import save_model_dir
+from ppe.model.spec import YoloSpec
+from ppe.model.yolov3 import build_model
+
+
+def test_auto_prefers_the_model_fine_tuned_on_real_photos_in_this_run(tmp_path: Path) -> None:
+    # real_data runs before inference and leaves its from-COCO model and the imported photos in
+    # the run's work folder; "auto" must measure that model on the photos' validation split
+    # (trained at 416 px on the task's data), not a demo model rebuilt at another size.
+    work = tmp_path / "work"
+    spec = YoloSpec.default("yolov3_tiny", CLASSES, 64)
+    save_model_dir(build_model(spec), spec, work / "real_data" / MODEL_DIR, {"source": "test"})
+    synth = load_config("smoke").data.synth.model_copy(update={"num_images": 8, "seed": 3})
+    split = SplitConfig(train=0.5, val=0.5, test=0.0, seed=3)
+    synthesize(work / "real_data" / VOC_DIR, synth, split, list(CLASSES))
+    repo = tmp_path / "repo"  # no outputs/: nothing else to find
+    repo.mkdir()
+    context = Context(quick=True, work_dir=str(work), repo_root=str(repo), image_size=64)
+
+    prepared = prepare_model(context)
+
+    assert Path(prepared.model_dir) == work / "real_data" / MODEL_DIR
+    assert "real photos" in prepared.origin
+    assert Path(prepared.data_dir) == work / "real_data" / VOC_DIR
+    assert prepared.eval_split == "val" and prepared.calibration_split == "train"
+    assert prepared.data_origin == "validation split of the real hard-hat photos"
+    assert prepared.training is None
