@@ -6,7 +6,9 @@
   its logs and exits non-zero unless it completes.
 * ``ppe aml data upload`` uploads a VOC folder to the default datastore and registers a
   ``uri_folder`` data asset versioned by content.
-* ``ppe aml models download --champion`` downloads the champion from the workspace's registry.
+* ``ppe aml models download --champion|--version N`` downloads a model version from the
+  workspace's registry (the edge pipeline resolves the champion's number once and downloads that
+  number, so a promotion in between cannot mix two versions).
 
 Names (workspace, clusters, model) come from Terraform's outputs: the environment overlaid on
 ``.env`` (see :mod:`ppe.aml.settings`). Only the standard library, ``ppe.config`` and
@@ -159,12 +161,22 @@ def _data_upload_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def champion_download_argv(dest: Path, config: str, overrides: list[str]) -> list[str]:
-    """The ``ppe models download`` arguments the champion download runs (workspace registry)."""
+def model_download_argv(
+    dest: Path, config: str, overrides: list[str], version: int | None = None
+) -> list[str]:
+    """The ``ppe models download`` arguments run against the workspace registry.
+
+    Args:
+        dest: absent or empty folder.
+        config: profile name or config file.
+        overrides: ``--set`` overrides.
+        version: the version number, or None for the champion.
+    """
+    chosen = ["--champion"] if version is None else ["--version", str(version)]
     return [
         "models",
         "download",
-        "--champion",
+        *chosen,
         "--dest",
         str(dest),
         "--config",
@@ -178,9 +190,11 @@ def champion_download_argv(dest: Path, config: str, overrides: list[str]) -> lis
 def _models_download_command(args: argparse.Namespace) -> int:
     from ppe.aml.client import check_login, default_credential
 
+    if args.version is not None and args.version < 1:
+        raise PpeError(f"--version {args.version}: versions start at 1")
     settings = _settings(args)
     check_login(default_credential())
-    argv = champion_download_argv(Path(args.dest), args.config, args.overrides)
+    argv = model_download_argv(Path(args.dest), args.config, args.overrides, args.version)
     argv += ["--set", f"registry.model_name={settings.model_name}"]
     environ = {**os.environ, **settings.job_environment()}
     logger.info("ppe %s", " ".join(argv))
@@ -274,12 +288,16 @@ def register(subparsers: Any) -> None:
     model_actions = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     download = model_actions.add_parser(
         "download",
-        help="download the champion model from the workspace",
-        description="Runs `ppe models download --champion` against the workspace registry.",
+        help="download the champion, or a version, from the workspace",
+        description=(
+            "Runs `ppe models download --champion|--version N` against the workspace registry. "
+            "Automation should resolve the champion's number once and pass --version, so that "
+            "everything after (image tag, manifest) names the version it downloaded."
+        ),
     )
-    download.add_argument(
-        "--champion", action="store_true", required=True, help="the champion version"
-    )
+    chosen = download.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--champion", action="store_true", help="the current champion")
+    chosen.add_argument("--version", type=int, metavar="N", help="this version number")
     download.add_argument("--dest", required=True, metavar="DIR", help="absent or empty folder")
     add_config_arguments(download)
     _add_common(download)

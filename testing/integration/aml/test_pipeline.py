@@ -193,13 +193,38 @@ def test_every_component_command_is_a_valid_ppe_invocation(
         assert args.config == CONFIG_FILE
 
 
-def test_champion_download_runs_a_valid_ppe_invocation(tmp_path: Path) -> None:
-    from ppe.aml.commands import champion_download_argv
+def test_model_download_runs_a_valid_ppe_invocation(tmp_path: Path) -> None:
+    from ppe.aml.commands import model_download_argv
 
-    argv = champion_download_argv(tmp_path / "champion", "smoke", ["train.epochs=1"])
+    argv = model_download_argv(tmp_path / "champion", "smoke", ["train.epochs=1"])
     args = _parse([*argv, "--set", "registry.model_name=x"], "ppe aml models download")
-    assert (args.command, args.action, args.champion) == ("models", "download", True)
+    assert (args.command, args.action, args.champion, args.version) == (
+        "models",
+        "download",
+        True,
+        None,
+    )
     assert "registry.backend=azureml" in args.overrides
+    pinned = model_download_argv(tmp_path / "v7", "smoke", [], version=7)
+    args = _parse(pinned, "ppe aml models download --version 7")
+    assert (args.champion, args.version) == (False, 7)
+
+
+def test_aml_models_download_takes_exactly_one_of_champion_or_version(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    dest = str(tmp_path / "model")
+    for argv in (
+        ["aml", "models", "download", "--dest", dest],
+        ["aml", "models", "download", "--champion", "--version", "3", "--dest", dest],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert "--champion" in capsys.readouterr().err
+    assert main(["aml", "models", "download", "--version", "0", "--dest", dest]) == 1
+    assert "--version 0: versions start at 1" in caplog.text
+    assert not (tmp_path / "model").exists()
 
 
 def test_code_snapshot_runs_ppe_like_the_job(built: Any, settings: AmlSettings) -> None:

@@ -63,6 +63,9 @@ PREDEFINED_VARIABLES = frozenset(
 )
 
 _MACRO = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)")
+# A shell variable in a script (``"${version}"``) holds a value known only when the step runs; it
+# is parsed as "1", which every option type the CLI has accepts (text, path, integer).
+_SHELL_VARIABLE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 _PARAMETER_REFERENCE = re.compile(r"\bparameters\.([A-Za-z_][A-Za-z0-9_]*)")
 _IIF_TRUE_BRANCH = re.compile(r"^\s*iif\(.*?,\s*'([^']*)'\s*,\s*'[^']*'\s*\)\s*$", re.DOTALL)
@@ -334,7 +337,7 @@ def _substitute(text: str, declared: dict[str, Parameter]) -> str:
 
 def _commands_in(script: str) -> Iterator[list[str]]:
     """Token lists following each ``ppe`` in a bash script, up to the end of its command."""
-    joined = re.sub(r"\\\n", " ", script)
+    joined = _SHELL_VARIABLE.sub("1", re.sub(r"\\\n", " ", script))
     for line in joined.splitlines():
         if line.strip().startswith("#"):
             continue
