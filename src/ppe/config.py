@@ -176,7 +176,7 @@ class RegistryConfig(Section):
 
 
 class TrackingConfig(Section):
-    """MLflow tracking: an embedded file store by default, the workspace's URI on Azure ML."""
+    """MLflow tracking: the embedded SQLite store by default, the workspace's URI on Azure ML."""
 
     uri: str | None = None
     experiment: str = "ppe-hardhat"

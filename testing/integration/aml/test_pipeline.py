@@ -318,8 +318,10 @@ def _conda_pins(path: Path) -> dict[str, str]:
     pins = {}
     for entry in pip:
         match = re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]+\])?==([^\s;]+)$", entry)
-        if match:
-            pins[match.group(1).lower()] = match.group(2)
+        # Every package is an exact pin of the locked version: a range escapes the lock's joint
+        # resolution (azureml-mlflow>=1.62 beside mlflow-skinny 3.17 could never install).
+        assert match, f"{path.name}: {entry!r} is not an exact pin (name==version from uv.lock)"
+        pins[match.group(1).lower()] = match.group(2)
     return pins
 
 
