@@ -167,6 +167,28 @@ def _finite_loss_guard(config: Config) -> Any:
     return Guard()
 
 
+def _check_store(mlflow: Any, tracking_uri: str) -> None:
+    """Open the tracking store once, turning a schema from another MLflow into a clear error."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+    except MlflowException as error:
+        if "schema" not in str(error):
+            raise
+        where = tracking_uri
+        if tracking_uri.startswith("sqlite:///"):
+            database = Path(tracking_uri.removeprefix("sqlite:///"))
+            where = f"{database} (move it aside to start a new one: mv {database} {database}.old)"
+        raise PpeError(
+            f"the MLflow tracking store {where} has a database schema that MLflow "
+            f"{mlflow.__version__} cannot use ({str(error).split('. ')[0]}). An older store can "
+            f"be migrated with `mlflow db upgrade {tracking_uri}`; one written by a newer MLflow "
+            "cannot be opened by this one. Or set tracking.uri (or MLFLOW_TRACKING_URI) to "
+            "another store."
+        ) from error
+
+
 class _MlflowTracker:
     """MLflow run for one training output folder; a resumed training continues the same run."""
 
@@ -175,6 +197,7 @@ class _MlflowTracker:
 
         self._mlflow = mlflow
         mlflow.set_tracking_uri(tracking_uri)
+        _check_store(mlflow, tracking_uri)
         if mlflow.get_experiment_by_name(experiment) is None and tracking_uri.startswith("sqlite:"):
             # Keep artifacts beside the database instead of in the current directory.
             database = Path(tracking_uri.removeprefix("sqlite:///"))
