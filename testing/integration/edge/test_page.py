@@ -7,6 +7,7 @@ detections through the real interpreter, decoder and letterbox inverse; nothing 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,10 +94,8 @@ def test_page_draws_the_boxes_of_an_uploaded_photo(server: ScoringServer) -> Non
                 "#file",
                 files=[{"name": "fake.png", "mimeType": "image/png", "buffer": b"not a png"}],
             )
-            page.wait_for_function(
-                "document.getElementById('status').textContent.startsWith('Failed')",
-                timeout=15_000,
-            )
+            # A locator wait runs in Playwright's own world: the page's CSP forbids string eval.
+            page.locator("#status", has_text=re.compile(r"^Failed")).wait_for(timeout=15_000)
             assert "cannot show this image" in page.locator("#status").inner_text()
         finally:
             browser.close()
