@@ -167,6 +167,12 @@ def _finite_loss_guard(config: Config) -> Any:
     return Guard()
 
 
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of an embedded ``sqlite:///`` store, else None."""
+    prefix = "sqlite:///"
+    return Path(tracking_uri.removeprefix(prefix)) if tracking_uri.startswith(prefix) else None
+
+
 def _check_store(mlflow: Any, tracking_uri: str) -> None:
     """Open the tracking store once, turning a schema from another MLflow into a clear error."""
     from mlflow.exceptions import MlflowException
@@ -177,8 +183,8 @@ def _check_store(mlflow: Any, tracking_uri: str) -> None:
         if "schema" not in str(error):
             raise
         where = tracking_uri
-        if tracking_uri.startswith("sqlite:///"):
-            database = Path(tracking_uri.removeprefix("sqlite:///"))
+        database = _sqlite_file(tracking_uri)
+        if database is not None:
             where = f"{database} (move it aside to start a new one: mv {database} {database}.old)"
         raise PpeError(
             f"the MLflow tracking store {where} has a database schema that MLflow "
@@ -198,9 +204,9 @@ class _MlflowTracker:
         self._mlflow = mlflow
         mlflow.set_tracking_uri(tracking_uri)
         _check_store(mlflow, tracking_uri)
-        if mlflow.get_experiment_by_name(experiment) is None and tracking_uri.startswith("sqlite:"):
+        database = _sqlite_file(tracking_uri)
+        if database is not None and mlflow.get_experiment_by_name(experiment) is None:
             # Keep artifacts beside the database instead of in the current directory.
-            database = Path(tracking_uri.removeprefix("sqlite:///"))
             mlflow.create_experiment(
                 experiment, artifact_location=(database.parent / "mlartifacts").resolve().as_uri()
             )

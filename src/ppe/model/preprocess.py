@@ -129,16 +129,6 @@ class LetterboxTransform:
         return result
 
 
-def _check_rgb(image: np.ndarray) -> np.ndarray:
-    array = np.asarray(image)
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(
-            f"letterbox expects a uint8 (H, W, 3) RGB image, got {array.dtype} {array.shape}; "
-            "convert with PIL.Image.convert('RGB') first"
-        )
-    return array
-
-
 def resize_for_letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, LetterboxTransform]:
     """Resize an image to the part of the ``size`` square it will cover, keeping its aspect.
 
@@ -153,7 +143,12 @@ def resize_for_letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Lett
     Raises:
         ValueError: ``image`` is not uint8 ``(H, W, 3)``.
     """
-    array = _check_rgb(image)
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(
+            f"letterbox expects a uint8 (H, W, 3) RGB image, got {array.dtype} {array.shape}; "
+            "convert with PIL.Image.convert('RGB') first"
+        )
     height, width = array.shape[:2]
     transform = LetterboxTransform.for_image(width, height, size)
     target = (transform.resized_width, transform.resized_height)
