@@ -98,6 +98,7 @@ locals {
     ADO_ENVIRONMENT_STAGING       = local.ado_environments.staging
     ADO_ENVIRONMENT_PRODUCTION    = local.ado_environments.production
     EDGE_REGISTRY_TOKEN_NAME      = module.edge.registry_token_name
+    EDGE_DEPLOYMENTS_TO_KEEP      = tostring(local.edge_deployments_to_keep)
     EDGE_REGISTRY_PASSWORD_SECRET = module.edge.registry_password_secret_name
     MODEL_NAME                    = var.model_name
   }

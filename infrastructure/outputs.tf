@@ -106,3 +106,17 @@ output "ado_build_definition_ids" {
   description = "Build definition IDs keyed ci, iac, model_training, edge_deployment."
   value       = module.devops.build_definition_ids
 }
+
+# ---------------------------------------------------------------------------------------------
+# Edge delivery and alerts (main.edge.tf, main.alerts.tf)
+# ---------------------------------------------------------------------------------------------
+
+output "edge_deployments_to_keep" {
+  description = "Superseded layered deployments the edge pipeline keeps per platform and environment (EDGE_DEPLOYMENTS_TO_KEEP)."
+  value       = local.edge_deployments_to_keep
+
+  precondition {
+    condition     = local.edge_peak_configurations <= local.iothub_max_configurations[var.iothub_sku_name]
+    error_message = "edge_deployments_to_keep is too large for the IoT Hub tier: a rollout would hold more deployments than the tier allows (10 on F1, 100 on paid tiers). On F1 set edge_deployments_to_keep = 0, or choose S1."
+  }
+}

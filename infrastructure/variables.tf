@@ -373,3 +373,18 @@ variable "ado_minimum_reviewers" {
     error_message = "`ado_minimum_reviewers` must be a whole number from 1 to 10."
   }
 }
+
+# ---------------------------------------------------------------------------------------------
+# Edge delivery and alerts (main.edge.tf, main.alerts.tf)
+# ---------------------------------------------------------------------------------------------
+
+variable "edge_deployments_to_keep" {
+  type        = number
+  description = "Superseded layered deployments the edge pipeline keeps per platform and environment as rollback targets (EDGE_DEPLOYMENTS_TO_KEEP). A paid hub holds 100 deployments; the free F1 hub holds 10, which leaves room for 0."
+  default     = 3
+
+  validation {
+    condition     = var.edge_deployments_to_keep >= 0 && var.edge_deployments_to_keep <= 23 && floor(var.edge_deployments_to_keep) == var.edge_deployments_to_keep
+    error_message = "`edge_deployments_to_keep` must be a whole number from 0 to 23 (a paid hub holds 100 deployments; on the free F1 tier use 0)."
+  }
+}

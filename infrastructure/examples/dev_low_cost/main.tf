@@ -17,6 +17,7 @@ module "platform" {
   cpu_cluster_max_nodes            = 1
   iothub_sku_name                  = "F1"
   iothub_capacity                  = 1
+  edge_deployments_to_keep         = 0 # the free hub holds 10 deployments: no rollback targets
   container_registry_sku           = "Basic"
   ado_minimum_reviewers            = 1
 

@@ -59,11 +59,18 @@ def add_manifest_command(subparsers: argparse._SubParsersAction[argparse.Argumen
         "if present); the environment wins over it",
     )
     parser.add_argument("--out", type=Path, required=True, help="manifest file to write")
-    parser.add_argument(
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument(
         "--layered",
         action="store_true",
         help="write only the module, its routes, registry credentials and twin, for "
         "`az iot edge deployment create --layered`",
+    )
+    kind.add_argument(
+        "--base",
+        action="store_true",
+        help="write the base deployment (edgeAgent and edgeHub without the module), for "
+        "`az iot edge deployment create` without --layered",
     )
     parser.add_argument(
         "--schemas",
@@ -111,7 +118,12 @@ def run_manifest(args: argparse.Namespace) -> int:
         edge_manifest.validate_template(template, args.schemas)
         edge_manifest.validate_manifest(manifest, args.schemas)
         logger.info("template and manifest match the IoT Edge schemas in %s", args.schemas)
-    document = edge_manifest.layered_manifest(manifest) if args.layered else manifest
+    if args.layered:
+        document = edge_manifest.layered_manifest(manifest)
+    elif args.base:
+        document = edge_manifest.base_manifest(manifest)
+    else:
+        document = manifest
     edge_manifest.write_manifest(document, args.out)
     image = manifest["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"][
         edge_manifest.MODULE_NAME
@@ -120,7 +132,7 @@ def run_manifest(args: argparse.Namespace) -> int:
         "wrote the %s%s manifest (image %s, model version %s) to %s; it holds the registry "
         "password: keep it out of published artifacts",
         args.platform,
-        " layered" if args.layered else "",
+        " layered" if args.layered else " base" if args.base else "",
         image,
         args.model_version,
         args.out,

@@ -510,6 +510,49 @@ def layered_manifest(manifest: Mapping[str, Any], module: str = MODULE_NAME) -> 
     return {"content": {"modulesContent": layer}}
 
 
+def base_manifest(manifest: Mapping[str, Any], module: str = MODULE_NAME) -> dict[str, Any]:
+    """The base deployment of a manifest: the runtime without the custom module.
+
+    For ``az iot edge deployment create`` without ``--layered``: every device a layered
+    deployment targets needs one base deployment, which brings edgeAgent, edgeHub (its store,
+    store-and-forward time-to-live and ports) and no custom module, route, registry credential or
+    module twin: those come with the module's layered deployment. Nothing in it depends on the
+    build, so its content changes only when the runtime settings change.
+
+    Args:
+        manifest: A rendered manifest (:func:`render_manifest`).
+        module: The custom module to leave out.
+
+    Returns:
+        ``{"content": {"modulesContent": {"$edgeAgent": ..., "$edgeHub": ...}}}``.
+
+    Raises:
+        ManifestError: The manifest has no ``$edgeAgent`` or ``$edgeHub`` desired properties.
+    """
+    content = manifest["modulesContent"]
+    try:
+        agent = copy.deepcopy(content["$edgeAgent"]["properties.desired"])
+        hub = copy.deepcopy(content["$edgeHub"]["properties.desired"])
+    except KeyError as error:
+        raise ManifestError(f"the manifest has no {error.args[0]!r} section for a base") from None
+    agent["modules"] = {}
+    agent.get("runtime", {}).get("settings", {}).pop("registryCredentials", None)
+    source = f"/messages/modules/{module}/"
+    hub["routes"] = {
+        name: route
+        for name, route in hub.get("routes", {}).items()
+        if source not in (route["route"] if isinstance(route, dict) else route)
+    }
+    return {
+        "content": {
+            "modulesContent": {
+                "$edgeAgent": {"properties.desired": agent},
+                "$edgeHub": {"properties.desired": hub},
+            }
+        }
+    }
+
+
 def _schema_validator(schema_file: str, schemas_dir: Path) -> Any:
     try:
         import jsonschema

@@ -46,6 +46,7 @@ PIPELINE_VARIABLES = {
     "ADO_ENVIRONMENT_PRODUCTION": "production",
     "EDGE_REGISTRY_TOKEN_NAME": "edge-pull",
     "EDGE_REGISTRY_PASSWORD_SECRET": "edge-registry-token-password",
+    "EDGE_DEPLOYMENTS_TO_KEEP": "3",
     "MODEL_NAME": "ppe-hardhat-yolov3",
 }
 

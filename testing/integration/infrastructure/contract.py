@@ -29,6 +29,7 @@ PIPELINE_VARIABLE_KEYS: frozenset[str] = frozenset(
         "ADO_ENVIRONMENT_PRODUCTION",
         "EDGE_REGISTRY_TOKEN_NAME",
         "EDGE_REGISTRY_PASSWORD_SECRET",
+        "EDGE_DEPLOYMENTS_TO_KEEP",
         "MODEL_NAME",
     }
 )

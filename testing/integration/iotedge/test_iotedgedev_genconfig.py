@@ -35,6 +35,7 @@ CAMERA_ID=site-2 gate  # inline comment
 FRAME_SOURCE='rtsp://cam.local:554/live?channel=1'
 PPE_HOST_QUEUE_DIR={queue_dir}
 EDGEHUB_STORE_FORWARD_TTL_SECS=172800
+EDGEHUB_HOST_STORE_DIR=/var/lib/iotedge-hub
 MODULES_PATH=modules
 CONFIG_OUTPUT_DIR=config
 """

@@ -23,4 +23,5 @@ def edge_env() -> dict[str, str]:
         "FRAME_SOURCE": "rtsp://10.0.0.5:554/stream1",
         "PPE_HOST_QUEUE_DIR": "/var/lib/ppedetector",
         "EDGEHUB_STORE_FORWARD_TTL_SECS": "86400",
+        "EDGEHUB_HOST_STORE_DIR": "/var/lib/iotedge-hub",
     }
