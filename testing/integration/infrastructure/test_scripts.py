@@ -17,6 +17,7 @@ from .terraform_config import INFRASTRUCTURE
 
 WRITE_ENV = INFRASTRUCTURE / "scripts" / "write_env.py"
 CREATE_DEVICE = INFRASTRUCTURE / "scripts" / "create_edge_device.sh"
+TAGS = ["--environment", "staging", "--platform", "amd64"]
 
 
 def _output_json(tmp_path: Path, variables: dict[str, str]) -> Path:
@@ -113,16 +114,16 @@ def test_device_script_creates_an_edge_identity_with_entra_auth(
     tmp_path: Path, fake_az: tuple[dict[str, str], Path]
 ) -> None:
     env, log = fake_az
-    manifest = tmp_path / "deployment.amd64.json"
-    manifest.write_text("{}")
     secret = tmp_path / "device.conn"
     subprocess.run(
         [
             "bash",
             str(CREATE_DEVICE),
             "site-01-cam",
-            "--manifest",
-            str(manifest),
+            "--environment",
+            "staging",
+            "--platform",
+            "arm64v8",
             "--connection-string-file",
             str(secret),
         ],
@@ -138,11 +139,13 @@ def test_device_script_creates_an_edge_identity_with_entra_auth(
         "iot hub device-identity create --hub-name iot-ppe-dev-ab12 --device-id site-01-cam "
         "--edge-enabled --auth-type login --output none"
     )
-    assert calls[2].startswith("iot hub device-identity connection-string show")
-    assert calls[3] == (
-        f"iot edge set-modules --hub-name iot-ppe-dev-ab12 --device-id site-01-cam "
-        f"--content {manifest} --auth-type login --output none"
+    # The automatic deployments target the twin tags; no per-device set-modules.
+    assert calls[2] == (
+        "iot hub device-twin update --hub-name iot-ppe-dev-ab12 --device-id site-01-cam "
+        '--tags {"environment": "staging", "platform": "arm64v8"} --auth-type login --output none'
     )
+    assert calls[3].startswith("iot hub device-identity connection-string show")
+    assert not any("set-modules" in call for call in calls)
     assert secret.read_text().startswith("HostName=")
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
 
@@ -151,21 +154,27 @@ def test_device_script_enrolls_through_dps(fake_az: tuple[dict[str, str], Path])
     env, log = fake_az
     env = {**env, "DPS_NAME": "provs-ppe-dev-ab12"}
     subprocess.run(
-        ["bash", str(CREATE_DEVICE), "cam-2", "--dps"], env=env, check=True, capture_output=True
+        ["bash", str(CREATE_DEVICE), "cam-2", "--dps", "--environment", "production", "--platform", "amd64"],
+        env=env,
+        check=True,
+        capture_output=True,
     )
     enrol = log.read_text().splitlines()[1]
     assert enrol.startswith("iot dps enrollment create --dps-name provs-ppe-dev-ab12")
     assert "--attestation-type symmetrickey --edge-enabled true" in enrol
     assert "--iot-hubs iot-ppe-dev-ab12.azure-devices.net" in enrol
+    assert '--initial-twin-tags {"environment": "production", "platform": "amd64"}' in enrol
 
 
 @pytest.mark.parametrize(
     ("args", "unset", "message"),
     [
         (["Bad Device"], None, "DEVICE_ID must be"),
-        (["cam-1"], "IOTHUB_NAME", "IOTHUB_NAME is not set"),
-        (["cam-1", "--manifest", "missing.json"], None, "manifest not found"),
-        (["cam-1", "--dps"], None, "DPS_NAME is not set"),
+        (["cam-1", *TAGS], "IOTHUB_NAME", "IOTHUB_NAME is not set"),
+        (["cam-1"], None, "--environment must be staging or production"),
+        (["cam-1", "--environment", "staging"], None, "--platform must be amd64 or arm64v8"),
+        (["cam-1", "--environment", "dev", "--platform", "amd64"], None, "--environment must be"),
+        (["cam-1", "--dps", *TAGS], None, "DPS_NAME is not set"),
     ],
 )
 def test_device_script_rejects_bad_input(
