@@ -120,3 +120,13 @@ output "edge_deployments_to_keep" {
     error_message = "edge_deployments_to_keep is too large for the IoT Hub tier: a rollout would hold more deployments than the tier allows (10 on F1, 100 on paid tiers). On F1 set edge_deployments_to_keep = 0, or choose S1."
   }
 }
+
+output "alerts_function_app_name" {
+  description = "Name of the alert consumer function app; deploy its code with environments/functions/alerts/package.sh and az functionapp deployment source config-zip."
+  value       = module.alerts.function_app_name
+}
+
+output "alert_records_container_url" {
+  description = "Blob container with one record per alert id (the audit trail of notifications)."
+  value       = module.alerts.records_container_url
+}

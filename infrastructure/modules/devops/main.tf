@@ -27,6 +27,7 @@ resource "azuredevops_project" "this" {
 }
 
 resource "azuredevops_git_repository" "this" {
+  #checkov:skip=CKV2_ADO_1:The examples/dev_low_cost trial asks for one reviewer on purpose (ado_minimum_reviewers = 1, a one-person trial); the root default is 2 and the variable is validated (1-10).
   project_id     = azuredevops_project.this.id
   name           = var.repository_name
   default_branch = var.default_branch

@@ -37,3 +37,8 @@ output "registry_password_secret_id" {
   description = "Versionless resource ID of that secret (the scope of the pipeline's read role)."
   value       = azurerm_key_vault_secret.edge_pull_password.resource_versionless_id
 }
+
+output "iothub_principal_id" {
+  description = "Object ID of the hub's system-assigned identity (it sends routed messages to custom endpoints)."
+  value       = azurerm_iothub.this.identity[0].principal_id
+}

@@ -11,8 +11,9 @@ Built on the synchronous ``azure.iot.device.IoTHubModuleClient`` (MQTT). Three t
   once and applies its desired properties, retrying with the same back-off until it succeeds;
 * the *reporter* writes the settings in force back as reported properties after every change.
 
-Messages carry content type ``application/json``, encoding ``utf-8``, the message id, and a
-custom property ``alertId`` (alerts) or ``messageType=telemetry``.
+Messages carry content type ``application/json``, encoding ``utf-8``, the message id, the custom
+property ``messageType`` (``alert`` or ``telemetry``: IoT Hub routes on it) and, on alerts,
+``alertId``.
 """
 
 from __future__ import annotations
@@ -68,10 +69,10 @@ def build_message(item: QueuedMessage) -> Any:
         content_encoding="utf-8",
         content_type="application/json",
     )
+    # IoT Hub routes on messageType (infrastructure/modules/alerts, azurerm_iothub_route).
+    message.custom_properties["messageType"] = item.kind
     if item.kind == "alert":
         message.custom_properties["alertId"] = item.message_id
-    else:
-        message.custom_properties["messageType"] = "telemetry"
     return message
 
 

@@ -390,6 +390,7 @@ def test_alerts_survive_a_broker_outage_and_a_module_restart(
         assert properties["$.on"] == "alerts"
         assert properties["$.ct"] == "application/json" and properties["$.ce"] == "utf-8"
         assert properties["alertId"] == body["alertId"] == properties["$.mid"]
+        assert properties["messageType"] == "alert"  # what the IoT Hub alert route selects
         assert body["deviceId"] == DEVICE and body["moduleId"] == MODULE
         assert body["cameraId"] == "gate-3" and body["modelVersion"] == "4"
         assert len(body["heads"]) == 9 and body["counts"] == {"helmet": 0, "head": 9}

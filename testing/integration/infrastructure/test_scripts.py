@@ -154,7 +154,16 @@ def test_device_script_enrolls_through_dps(fake_az: tuple[dict[str, str], Path])
     env, log = fake_az
     env = {**env, "DPS_NAME": "provs-ppe-dev-ab12"}
     subprocess.run(
-        ["bash", str(CREATE_DEVICE), "cam-2", "--dps", "--environment", "production", "--platform", "amd64"],
+        [
+            "bash",
+            str(CREATE_DEVICE),
+            "cam-2",
+            "--dps",
+            "--environment",
+            "production",
+            "--platform",
+            "amd64",
+        ],
         env=env,
         check=True,
         capture_output=True,

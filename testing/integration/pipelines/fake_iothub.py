@@ -28,6 +28,11 @@ from typing import Any
 import jmespath
 
 
+def _fail(message: str) -> None:
+    """An error line on stderr, as az prints one."""
+    sys.stderr.write(message + "\n")
+
+
 def _options(argv: list[str]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     i = 0
@@ -51,9 +56,14 @@ def _print(result: Any, options: dict[str, Any]) -> None:
     if options.get("--output") == "tsv":
         values = result if isinstance(result, list) else [result]
         for value in values:
-            print(value)
+            sys.stdout.write(f"{value}\n")
     else:
-        print(json.dumps(result))
+        sys.stdout.write(json.dumps(result) + "\n")
+
+
+def _timestamp(tick: int) -> str:
+    """Creation times one second apart, in the hub's ISO 8601 form."""
+    return f"2026-12-01T10:{tick // 60:02d}:{tick % 60:02d}Z"
 
 
 def main(argv: list[str]) -> int:
@@ -69,13 +79,12 @@ def main(argv: list[str]) -> int:
 def _run(argv: list[str], state: dict[str, Any]) -> int:
     options = _options(argv)
     if argv[:3] != ["iot", "edge", "deployment"]:
-        print(f"fake hub: unsupported command {argv}", file=sys.stderr)
+        _fail(f"fake hub: unsupported command {argv}")
         return 2
     if options.get("--auth-type") != "login":
-        print(
+        _fail(
             "(AuthorizationFailed) The client does not have authorization to perform action "
-            "'Microsoft.Devices/IotHubs/listkeys/action'",
-            file=sys.stderr,
+            "'Microsoft.Devices/IotHubs/listkeys/action'"
         )
         return 1
     command = argv[3]
@@ -87,20 +96,17 @@ def _run(argv: list[str], state: dict[str, Any]) -> int:
     if command == "create":
         ident = options["--deployment-id"]
         if any(d["id"] == ident for d in deployments):
-            print(f"(Conflict) configuration {ident} already exists", file=sys.stderr)
+            _fail(f"(Conflict) configuration {ident} already exists")
             return 1
         if len(deployments) >= state["limit"]:
-            print(
-                f"(IotHubQuotaExceeded) the hub holds {state['limit']} configurations",
-                file=sys.stderr,
-            )
+            _fail(f"(IotHubQuotaExceeded) the hub holds {state['limit']} configurations")
             return 1
         state["clock"] += 1
         json.loads(Path(options["--content"]).read_text())  # the content must be JSON
         deployments.append(
             {
                 "id": ident,
-                "createdTimeUtc": f"2026-12-01T10:{state['clock'] // 60:02d}:{state['clock'] % 60:02d}Z",
+                "createdTimeUtc": _timestamp(state["clock"]),
                 "priority": int(options["--priority"]),
                 "layered": bool(options.get("--layered")),
                 "targetCondition": options["--target-condition"],
@@ -111,7 +117,7 @@ def _run(argv: list[str], state: dict[str, Any]) -> int:
     if command == "delete":
         ident = options["--deployment-id"]
         if not any(d["id"] == ident for d in deployments):
-            print(f"(NotFound) configuration {ident}", file=sys.stderr)
+            _fail(f"(NotFound) configuration {ident}")
             return 1
         state["deployments"] = [d for d in deployments if d["id"] != ident]
         return 0
@@ -122,7 +128,7 @@ def _run(argv: list[str], state: dict[str, Any]) -> int:
         snapshot = state["metrics"][min(state["polls"], len(state["metrics"])) - 1]
         _print({"metric": metric, "result": ["device"] * snapshot[metric]}, options)
         return 0
-    print(f"fake hub: unsupported deployment command {command}", file=sys.stderr)
+    _fail(f"fake hub: unsupported deployment command {command}")
     return 2
 
 

@@ -40,7 +40,7 @@ def _inline(template: str, **parameters: Any) -> str:
     step = load(STEPS / template)["steps"][0]
     script = str(step["inputs"]["inlineScript"])
     for name, value in parameters.items():
-        script = script.replace("${{ parameters.%s }}" % name, str(value))
+        script = script.replace("${{ parameters." + name + " }}", str(value))
     assert "${{" not in script, script
     return script
 
@@ -213,8 +213,10 @@ def test_the_pipeline_identity_may_run_acr_quick_builds() -> None:
     missing = {a for a in QUICK_BUILD_ACTIONS if not _granted(granted, a)}
     assert missing == set()
     # Least privilege: no wildcard, nothing that writes task definitions.
-    assert not any("*" in a or a.endswith("/write") for a in granted - BUILT_IN_ACTIONS["Reader"]
-                   - BUILT_IN_ACTIONS["AcrPush"])
+    assert not any(
+        "*" in a or a.endswith("/write")
+        for a in granted - BUILT_IN_ACTIONS["Reader"] - BUILT_IN_ACTIONS["AcrPush"]
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -263,7 +265,9 @@ def test_readiness_reports_counts_when_devices_lag_and_stops_on_a_failure(tmp_pa
     state = _hub(tmp_path, metrics=_metrics((3, 2, 1, 0)))
     result = _run(_readiness(), tmp_path, state)
     assert result.returncode == 1
-    assert "targeted=3 applied=2 reportedSuccess=1 reportedFailure=0" in result.stdout.splitlines()[-1]
+    assert (
+        "targeted=3 applied=2 reportedSuccess=1 reportedFailure=0" in result.stdout.splitlines()[-1]
+    )
     state = _hub(tmp_path, metrics=_metrics((3, 3, 1, 1)))
     result = _run(_readiness(), tmp_path, state)
     assert result.returncode == 1
@@ -307,9 +311,6 @@ def _rollout_shape() -> tuple[list[str], list[str]]:
 
 
 def _terraform_limits() -> tuple[dict[str, int], int]:
-    locals_ = {}
-    for _, body in _blocks("locals", "") if False else []:
-        locals_.update(body)
     sys.path.insert(0, str(REPO_ROOT / "testing" / "integration"))
     from infrastructure.terraform_config import iter_blocks, parse_files
 
@@ -363,7 +364,9 @@ def test_prune_keeps_the_newest_and_the_current_and_leaves_other_prefixes_alone(
         "ppedetector-staging-amd64-5", "ppedetector-staging-amd64-4",
         "ppedetector-staging-arm64v8-1", "ppedetector-production-amd64-1",
     }  # fmt: skip
-    _prune(tmp_path, state, "ppedetector-staging-amd64-", keep=0, current="ppedetector-staging-amd64-4")
+    _prune(
+        tmp_path, state, "ppedetector-staging-amd64-", keep=0, current="ppedetector-staging-amd64-4"
+    )
     assert "ppedetector-staging-amd64-4" in {d["id"] for d in _state(state)["deployments"]}
     assert "ppedetector-staging-amd64-5" not in {d["id"] for d in _state(state)["deployments"]}
     bad = _run(_inline("edge_prune_deployments.yml", iothubName="iot", prefix="ppedetector-",
@@ -403,7 +406,9 @@ def test_the_job_prunes_before_it_creates_and_drops_the_old_base_last() -> None:
 
 
 @pytest.mark.parametrize("tier", ["F1", "S1"])
-def test_repeated_rollouts_stay_within_the_hub_configuration_quota(tmp_path: Path, tier: str) -> None:
+def test_repeated_rollouts_stay_within_the_hub_configuration_quota(
+    tmp_path: Path, tier: str
+) -> None:
     """Repeated builds rolled out to every environment and platform never exceed the tier's quota
     (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-quotas-throttling), with the
     number of kept deployments Terraform puts in the variable group for that tier (the free-tier

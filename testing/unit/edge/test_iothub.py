@@ -83,7 +83,7 @@ def test_messages_go_to_their_outputs_with_properties(tmp_path: Path) -> None:
         link.stop()
     (alert, alert_output), (telemetry, telemetry_output) = client.sent
     assert (alert_output, telemetry_output) == ("alerts", "telemetry")
-    assert alert.custom_properties == {"alertId": "a-1"}
+    assert alert.custom_properties == {"alertId": "a-1", "messageType": "alert"}
     assert alert.message_id == "a-1"
     assert alert.content_type == "application/json" and alert.content_encoding == "utf-8"
     assert json.loads(alert.data) == {"alertId": "a-1"}

@@ -107,7 +107,7 @@ def test_module_sends_alerts_and_telemetry(edge_models: Path, tmp_path: Path, fr
     assert alert["modelVersion"] == "5" and alert["counts"]["head"] == 9
     assert alert["scoreThreshold"] == 0.5 and len(alert["heads"]) == 9
     properties = [props for name, _, props in client.messages if name == "alerts"]
-    assert properties[0] == {"alertId": alert["alertId"]}
+    assert properties[0] == {"alertId": alert["alertId"], "messageType": "alert"}
     telemetry = client.of("telemetry")[-1]
     assert telemetry["modelVersion"] == "5" and telemetry["frames"] > 0
     assert telemetry["framesPerSecond"] > 0 and telemetry["latencyMs"]["p50"] > 0

@@ -1,0 +1,80 @@
+variable "names" {
+  type = object({
+    servicebus_namespace = string
+    queue                = string
+    storage_account      = string
+    identity             = string
+    service_plan         = string
+    function_app         = string
+  })
+  description = <<-EOT
+    Names of what the module creates (computed by the root's naming scheme):
+    - `servicebus_namespace` (Required): Service Bus namespace, globally unique.
+    - `queue` (Required): the queue IoT Hub routes alerts to.
+    - `storage_account` (Required): the function app's storage and the alert records, globally unique.
+    - `identity` (Required): the consumer's user-assigned managed identity.
+    - `service_plan` (Required): the Flex Consumption plan.
+    - `function_app` (Required): the consumer, globally unique.
+  EOT
+  nullable    = false
+}
+
+variable "location" {
+  type        = string
+  description = "Azure region of every resource of the module."
+}
+
+variable "resource_group_name" {
+  type        = string
+  description = "Resource group to create the resources in."
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags applied to every resource of the module."
+  default     = {}
+  nullable    = false
+}
+
+variable "iothub" {
+  type = object({
+    id           = string
+    name         = string
+    principal_id = string
+  })
+  description = <<-EOT
+    The IoT Hub whose device messages are routed:
+    - `id` (Required): resource ID.
+    - `name` (Required): name.
+    - `principal_id` (Required): object ID of its system-assigned identity (it sends to the queue).
+  EOT
+  nullable    = false
+}
+
+variable "module_id" {
+  type        = string
+  description = "IoT Edge module whose `alerts` output is routed ($connectionModuleId)."
+  default     = "ppedetector"
+}
+
+variable "max_delivery_count" {
+  type        = number
+  description = "Deliveries of one message before Service Bus moves it to the dead-letter sub-queue."
+  default     = 10
+}
+
+variable "key_vault_id" {
+  type        = string
+  description = "Key vault that keeps the webhook URL (a secret: it carries its own signature, so it never passes through a Terraform variable)."
+}
+
+variable "webhook_secret_name" {
+  type        = string
+  description = "Name of the key vault secret that holds the webhook URL; the operator stores the URL there once (az keyvault secret set)."
+  default     = "alert-webhook-url"
+}
+
+variable "application_insights_connection_string" {
+  type        = string
+  description = "Application Insights the function app logs to (its connection string is an ingestion address, not a credential)."
+}
