@@ -29,6 +29,11 @@ locals {
     variable_group        = "vg-${local.base_name}"
   }
 
+  # How long Terraform waits after creating a role assignment before using it on a data plane.
+  # Microsoft: role assignment changes can take up to 10 minutes to take effect
+  # (https://learn.microsoft.com/azure/role-based-access-control/troubleshooting).
+  rbac_propagation_wait = "600s"
+
   # One tag map, merged into every resource.
   tags = merge(var.tags, {
     workload    = var.workload

@@ -57,12 +57,41 @@ resource "azurerm_key_vault" "this" {
   }
 }
 
-# The identity running Terraform writes the edge registry password into the vault.
-resource "azurerm_role_assignment" "deployer_key_vault_secrets" {
+# Terraform itself reads (every plan's refresh) and writes the edge registry password secret: a
+# data-plane call, which control-plane roles such as Owner do not cover. The grant goes to fixed
+# principals, the IaC identity and the operators listed by object ID, never to "whoever runs
+# Terraform" (data.azurerm_client_config), which changes between a laptop and the pipeline.
+resource "azurerm_role_assignment" "iac_key_vault_secrets" {
   scope                = azurerm_key_vault.this.id
   role_definition_name = "Key Vault Secrets Officer"
-  principal_id         = data.azurerm_client_config.current.object_id
-  description          = "Terraform writes the edge registry token password secret."
+  principal_id         = var.iac_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "The IaC identity refreshes and writes the edge registry token password secret."
+}
+
+resource "azurerm_role_assignment" "operator_key_vault_secrets" {
+  for_each = var.operator_principal_ids
+
+  scope                = azurerm_key_vault.this.id
+  role_definition_name = "Key Vault Secrets Officer"
+  principal_id         = each.value
+  description          = "An operator runs terraform plan/apply from a workstation."
+}
+
+# Role assignments reach the key vault's data plane minutes after they are created (Azure RBAC
+# caches; https://learn.microsoft.com/azure/role-based-access-control/troubleshooting). The edge
+# module writes the secret only after this wait, which reruns whenever the principals change.
+resource "time_sleep" "key_vault_rbac" {
+  create_duration = local.rbac_propagation_wait
+
+  triggers = {
+    principals = join(",", sort(concat([var.iac_principal_id], tolist(var.operator_principal_ids))))
+  }
+
+  depends_on = [
+    azurerm_role_assignment.iac_key_vault_secrets,
+    azurerm_role_assignment.operator_key_vault_secrets,
+  ]
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -70,6 +70,32 @@ variable "tags" {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Who runs Terraform
+# ---------------------------------------------------------------------------------------------
+
+variable "iac_principal_id" {
+  type        = string
+  description = "Object (principal) ID of the IaC identity that the IaC pipeline's connection signs in as: `terraform -chdir=bootstrap output -raw iac_principal_id`. It gets the key vault data role that every plan needs to refresh the secret this configuration writes."
+
+  validation {
+    condition     = can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", var.iac_principal_id))
+    error_message = "`iac_principal_id` must be the object (principal) ID GUID of the IaC identity: terraform -chdir=bootstrap output -raw iac_principal_id (not its client ID or name)."
+  }
+}
+
+variable "operator_principal_ids" {
+  type        = set(string)
+  description = "Object IDs of the people who run terraform plan/apply from a workstation (`az ad signed-in-user show --query id -o tsv`), such as whoever makes the first apply. They get the same key vault data role as the IaC identity."
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for id in var.operator_principal_ids : can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", id))])
+    error_message = "`operator_principal_ids` must list object ID GUIDs (az ad signed-in-user show --query id -o tsv)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
 # Network exposure
 # ---------------------------------------------------------------------------------------------
 

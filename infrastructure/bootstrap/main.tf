@@ -1,5 +1,7 @@
 data "azurerm_client_config" "current" {}
 
+data "azurerm_subscription" "current" {}
+
 locals {
   tags = merge(var.tags, {
     workload   = "terraform-state"
@@ -72,4 +74,42 @@ resource "azurerm_role_assignment" "state_owner" {
   role_definition_name = "Storage Blob Data Contributor"
   principal_id         = data.azurerm_client_config.current.object_id
   description          = "Terraform state read/write for the identity that ran the bootstrap."
+}
+
+# ---------------------------------------------------------------------------------------------
+# The IaC identity: what the IaC pipeline's service connection signs in as. It lives here, outside
+# the platform it manages, so no apply or destroy of infrastructure/ can touch it, and its roles
+# are Terraform code that the permission matrix (infrastructure/permissions/) checks.
+# ---------------------------------------------------------------------------------------------
+
+resource "azurerm_user_assigned_identity" "iac" {
+  name                = var.iac_identity_name
+  location            = azurerm_resource_group.state.location
+  resource_group_name = azurerm_resource_group.state.name
+  tags                = local.tags
+}
+
+locals {
+  iac_role_assignments = {
+    subscription_owner = {
+      scope = data.azurerm_subscription.current.id
+      role  = "Owner"
+      why   = "terraform apply creates the platform's resource group and its role assignments."
+    }
+    state = {
+      scope = azurerm_storage_account.state.id
+      role  = "Storage Blob Data Contributor"
+      why   = "The azurerm backend reads, locks and writes the state with Entra ID."
+    }
+  }
+}
+
+resource "azurerm_role_assignment" "iac" {
+  for_each = local.iac_role_assignments
+
+  scope                = each.value.scope
+  role_definition_name = each.value.role
+  principal_id         = azurerm_user_assigned_identity.iac.principal_id
+  principal_type       = "ServicePrincipal"
+  description          = each.value.why
 }

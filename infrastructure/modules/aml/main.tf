@@ -1,6 +1,9 @@
 locals {
   gpu_family_pattern = "^Standard_N(C|D|G|V)[0-9]+[a-z]*(_[A-Z][A-Z0-9]*)?(_v[0-9]+)?$"
   idle_duration      = "PT${var.idle_minutes_before_scale_down}M"
+  # Creating the workspace with its managed network, and the clusters inside it, outlasts the
+  # provider's 30-minute default.
+  managed_network_timeout = "90m"
 }
 
 # Both clusters run as this identity: it pulls environment images and reads/writes job data.
@@ -33,8 +36,17 @@ resource "azurerm_machine_learning_workspace" "this" {
     type = "SystemAssigned"
   }
 
+  # Provision the managed network with the workspace, not lazily with the first compute: that takes
+  # about 30 minutes, as long as azurerm's default create timeout of the cluster that would wait
+  # for it (https://learn.microsoft.com/azure/machine-learning/how-to-managed-network).
   managed_network {
-    isolation_mode = "AllowInternetOutbound"
+    isolation_mode                = "AllowInternetOutbound"
+    provision_on_creation_enabled = true
+  }
+
+  timeouts {
+    create = local.managed_network_timeout
+    update = local.managed_network_timeout
   }
 
   lifecycle {

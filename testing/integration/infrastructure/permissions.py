@@ -300,6 +300,9 @@ def _instances_of(block: Block, instance: ModuleInstance) -> list[tuple[Any, Any
         return list(collection.items())
     if isinstance(collection, list):
         return [(item, item) for item in collection]
+    if isinstance(collection, str) and collection.startswith("@var."):
+        # A set variable of the root: one symbolic instance stands for all its elements.
+        return [(collection + "[*]", collection + "[*]")]
     raise UnresolvedError(f"for_each of {block.address} is not a literal map or set")
 
 

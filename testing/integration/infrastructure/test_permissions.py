@@ -221,6 +221,54 @@ def test_no_role_assignment_targets_whoever_runs_terraform(grants: list[Grant]) 
     assert moving == []
 
 
+def test_no_terraform_assignment_repeats_one_made_outside_terraform(
+    identities: dict[str, Identity], grants: list[Grant]
+) -> None:
+    # Azure refuses a second assignment of the same role to the same principal at the same scope
+    # (RoleAssignmentExists): e.g. the Azure ML resource provider's own grants to the workspace.
+    # https://learn.microsoft.com/azure/role-based-access-control/troubleshooting
+    repeated = [
+        g.where
+        for identity in identities.values()
+        for g in grants
+        if g.principal in identity.principals and (g.role, g.scope) in identity.external
+    ]
+    assert repeated == []
+
+
+def test_the_iac_identity_is_one_identity_in_both_roots(blocks: list[Block]) -> None:
+    # The platform root's var.iac_principal_id is the bootstrap's identity: the variable says
+    # where the value comes from, and the bootstrap outputs exactly that principal.
+    output = next(
+        b
+        for b in blocks
+        if b.kind == "output"
+        and b.labels == ("iac_principal_id",)
+        and b.file.parent.name == "bootstrap"
+    )
+    assert output.body["value"] == "${azurerm_user_assigned_identity.iac.principal_id}"
+    variable = next(
+        b
+        for b in blocks
+        if b.kind == "variable"
+        and b.labels == ("iac_principal_id",)
+        and b.file.parent.name == "infrastructure"
+    )
+    assert "output -raw iac_principal_id" in variable.body["description"]
+
+
+def test_the_only_broad_grant_is_the_iac_identity_in_the_bootstrap(grants: list[Grant]) -> None:
+    broad = {"Owner", "Contributor", "User Access Administrator"}
+    broad |= {"Role Based Access Control Administrator"}
+    assert sorted((g.where, g.principal, g.scope) for g in grants if g.role in broad) == [
+        (
+            "bootstrap:azurerm_role_assignment.iac['subscription_owner']",
+            "bootstrap:azurerm_user_assigned_identity.iac.principal_id",
+            "subscription",
+        )
+    ]
+
+
 def test_wildcards_and_exclusions_follow_azure(roles: dict[str, Role]) -> None:
     # The rule the matrix rests on, on real definitions: Owner and Contributor have no data actions
     # (a vault secret read needs a data role), Contributor may not write role assignments,

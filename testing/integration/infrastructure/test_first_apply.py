@@ -1,0 +1,88 @@
+"""Azure and Terraform rules that the first real apply (and the IaC pipeline's first plan) meets.
+
+Each test encodes one documented rule that the HCL parser, the provider schema and checkov cannot
+see, and cites where the rule comes from.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from .terraform_config import INFRASTRUCTURE, Block
+
+AML = INFRASTRUCTURE / "modules" / "aml"
+
+
+def _find(blocks: list[Block], kind: str, *labels: str, root: Path = INFRASTRUCTURE) -> Block:
+    found = [b for b in blocks if b.kind == kind and b.labels == labels and b.file.parent == root]
+    assert len(found) == 1, f"{kind} {labels} in {root}: found {len(found)}"
+    return found[0]
+
+
+def _locals(blocks: list[Block], root: Path = INFRASTRUCTURE) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for block in blocks:
+        if block.kind == "locals" and block.file.parent == root:
+            merged.update(block.body)
+    return merged
+
+
+def _seconds(duration: str) -> int:
+    """A Go duration as Terraform's time provider and `timeouts` take it ("90m", "600s", "1h")."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+)([smh])", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def _local_value(blocks: list[Block], expression: str, root: Path = INFRASTRUCTURE) -> Any:
+    match = re.fullmatch(r"\$\{local\.(\w+)\}", expression)
+    assert match, f"{expression}: expected a local value"
+    return _locals(blocks, root)[match.group(1)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Defect 2: role assignments propagate with a delay; managed network provisioning is slow
+# ------------------------------------------------------------------------------------------------
+
+
+def test_the_secret_is_written_after_its_role_assignments_have_propagated(
+    blocks: list[Block],
+) -> None:
+    # "Role assignment changes can take up to 10 minutes to take effect"
+    # (https://learn.microsoft.com/azure/role-based-access-control/troubleshooting). Terraform
+    # writes the edge registry password into the vault (module edge) with the role it has just
+    # assigned: it must wait, not race.
+    edge = _find(blocks, "module", "edge")
+    assert "${time_sleep.key_vault_rbac}" in edge.body.get("depends_on", [])
+    wait = _find(blocks, "resource", "time_sleep", "key_vault_rbac")
+    vault_grants = {
+        f"${{azurerm_role_assignment.{b.labels[1]}}}"
+        for b in blocks
+        if b.kind == "resource"
+        and b.labels[0] == "azurerm_role_assignment"
+        and b.file.parent == INFRASTRUCTURE
+        and b.body["scope"] == "${azurerm_key_vault.this.id}"
+    }
+    assert vault_grants, "no data role on the vault for the identities running Terraform"
+    assert vault_grants <= set(wait.body["depends_on"])
+    assert _seconds(_local_value(blocks, wait.body["create_duration"])) >= 600
+    # A new principal gets a new wait: the sleep is replaced when the principal list changes.
+    assert "var.iac_principal_id" in wait.body["triggers"]["principals"]
+    assert "var.operator_principal_ids" in wait.body["triggers"]["principals"]
+
+
+def test_the_managed_network_is_provisioned_with_the_workspace(blocks: list[Block]) -> None:
+    # A workspace managed network is provisioned lazily with the first compute unless asked for at
+    # creation, and provisioning takes about 30 minutes
+    # (https://learn.microsoft.com/azure/machine-learning/how-to-managed-network#manually-provision-a-managed-vnet),
+    # as long as azurerm's default create timeout (30 minutes) of the cluster that would wait
+    # (https://registry.terraform.io/providers/hashicorp/azurerm/latest/docs/resources/machine_learning_workspace#timeouts).
+    workspace = _find(blocks, "resource", "azurerm_machine_learning_workspace", "this", root=AML)
+    network = workspace.body["managed_network"][0]
+    assert network["isolation_mode"] != "Disabled"
+    assert network["provision_on_creation_enabled"] is True
+    timeouts = workspace.body["timeouts"][0]
+    assert _seconds(_local_value(blocks, timeouts["create"], AML)) > 30 * 60
