@@ -59,7 +59,7 @@ variable "name_suffix" {
 
 variable "tags" {
   type        = map(string)
-  description = "Tags merged into every resource, on top of the template's own (workload, environment, managed-by, repository)."
+  description = "Tags merged into every resource, on top of the template's own (workload, environment, managed-by, repository). The compute clusters take them at creation only: a tag change on a cluster would replace it."
   default     = {}
   nullable    = false
 

@@ -106,6 +106,10 @@ resource "azurerm_machine_learning_compute_cluster" "gpu" {
   }
 
   lifecycle {
+    # Every argument of a compute cluster forces a new cluster, tags included; tags follow the
+    # global `tags` input, so a tag edit would destroy the cluster (and any running job).
+    ignore_changes = [tags]
+
     precondition {
       condition     = can(regex(local.gpu_family_pattern, var.gpu_cluster.vm_size))
       error_message = "`gpu_cluster.vm_size` must be an N-series GPU size such as Standard_NC4as_T4_v3."
@@ -138,6 +142,11 @@ resource "azurerm_machine_learning_compute_cluster" "cpu" {
     min_node_count                       = 0
     max_node_count                       = var.cpu_cluster.max_nodes
     scale_down_nodes_after_idle_duration = local.idle_duration
+  }
+
+  lifecycle {
+    # As for the GPU cluster: a tag edit must not replace the cluster.
+    ignore_changes = [tags]
   }
 
   depends_on = [

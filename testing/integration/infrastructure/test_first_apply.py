@@ -86,3 +86,26 @@ def test_the_managed_network_is_provisioned_with_the_workspace(blocks: list[Bloc
     assert network["provision_on_creation_enabled"] is True
     timeouts = workspace.body["timeouts"][0]
     assert _seconds(_local_value(blocks, timeouts["create"], AML)) > 30 * 60
+
+
+# ------------------------------------------------------------------------------------------------
+# Defect 6: every argument of a compute cluster forces replacement, tags included
+# ------------------------------------------------------------------------------------------------
+
+
+def test_a_tag_edit_does_not_replace_a_compute_cluster(blocks: list[Block]) -> None:
+    # azurerm_machine_learning_compute_cluster: "tags - ... Changing this forces a new Machine
+    # Learning Compute Cluster to be created" (as for every other argument;
+    # https://registry.terraform.io/providers/hashicorp/azurerm/latest/docs/resources/machine_learning_compute_cluster).
+    # The template's tags follow the global `tags` input, so they must be ignored after creation.
+    clusters = [
+        b
+        for b in blocks
+        if b.kind == "resource" and b.labels[0] == "azurerm_machine_learning_compute_cluster"
+    ]
+    assert len(clusters) == 2
+    for cluster in clusters:
+        if "tags" not in cluster.body:
+            continue
+        ignored = cluster.body.get("lifecycle", [{}])[0].get("ignore_changes", [])
+        assert "${tags}" in ignored or "tags" in ignored, cluster.address
