@@ -49,6 +49,8 @@ locals {
   #   applies through the privileged connection an administrator creates outside this
   #   configuration (README.md, "The IaC service connection").
   # deploys: the pipeline has deployment jobs that target the staging/production environments.
+  # pull_request_paths: the pipeline validates pull requests into the default branch that touch
+  #   these paths (a build validation branch policy; Azure Repos ignores YAML `pr:` triggers).
   # -------------------------------------------------------------------------------------------
   pipelines = {
     ci = {
@@ -56,12 +58,14 @@ locals {
       yml_path                 = "ado_pipelines/ci_pipeline.yml"
       uses_workload_connection = false
       deploys                  = false
+      pull_request_paths       = ["*"]
     }
     iac = {
       name                     = "iac"
       yml_path                 = "ado_pipelines/iac_pipeline.yml"
       uses_workload_connection = false
       deploys                  = true
+      pull_request_paths       = ["/infrastructure/*"]
     }
     model_training = {
       name                     = "model-training"

@@ -389,13 +389,25 @@ variable "ado_production_approver_ids" {
   }
 }
 
+variable "ado_branch_policies_enabled" {
+  type        = bool
+  description = "Protect the default branch: pull requests with reviewers (`ado_minimum_reviewers`) and validation builds (CI, and the IaC plan for infrastructure/ changes). A protected branch refuses direct pushes, the first push included: leave this false for the first apply, push, then set it to true and apply again."
+  default     = false
+}
+
 variable "ado_minimum_reviewers" {
   type        = number
-  description = "Reviewers a pull request into the default branch needs (1 to 10)."
-  default     = 2
+  description = "Approvals a pull request into the default branch needs (0 to 10); 0: no reviewer policy, the validation builds still run."
+  default     = 1
 
   validation {
-    condition     = var.ado_minimum_reviewers >= 1 && var.ado_minimum_reviewers <= 10 && floor(var.ado_minimum_reviewers) == var.ado_minimum_reviewers
-    error_message = "`ado_minimum_reviewers` must be a whole number from 1 to 10."
+    condition     = var.ado_minimum_reviewers >= 0 && var.ado_minimum_reviewers <= 10 && floor(var.ado_minimum_reviewers) == var.ado_minimum_reviewers
+    error_message = "`ado_minimum_reviewers` must be a whole number from 0 to 10."
   }
+}
+
+variable "ado_allow_self_approval" {
+  type        = bool
+  description = "Let the author and the last pusher of a pull request approve it, so that a one-person team can merge with `ado_minimum_reviewers = 1`."
+  default     = false
 }

@@ -109,3 +109,91 @@ def test_a_tag_edit_does_not_replace_a_compute_cluster(blocks: list[Block]) -> N
             continue
         ignored = cluster.body.get("lifecycle", [{}])[0].get("ignore_changes", [])
         assert "${tags}" in ignored or "tags" in ignored, cluster.address
+
+
+# ------------------------------------------------------------------------------------------------
+# Defects 3 and 4: pull requests are validated; the first push works; one person can merge
+# ------------------------------------------------------------------------------------------------
+
+DEVOPS = INFRASTRUCTURE / "modules" / "devops"
+
+
+def _pipeline_yaml(relative: str) -> dict[str, Any]:
+    import yaml
+
+    loaded = yaml.safe_load((INFRASTRUCTURE.parent / relative).read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def test_pull_requests_run_the_pipelines_through_build_validation(blocks: list[Block]) -> None:
+    # "YAML PR triggers are supported only in GitHub and Bitbucket Cloud"; for Azure Repos Git,
+    # "configure a build validation branch policy"
+    # (https://learn.microsoft.com/azure/devops/pipelines/repos/azure-repos-git#pr-triggers).
+    pipelines = _locals(blocks)["pipelines"]
+    validated = {key for key, p in pipelines.items() if p.get("pull_request_paths")}
+    assert validated == {"ci", "iac"}
+    for pipeline in pipelines.values():
+        assert _pipeline_yaml(pipeline["yml_path"]).get("pr", "none") == "none", (
+            f"{pipeline['yml_path']}: Azure Repos ignores `pr:`; use pull_request_paths"
+        )
+    # The IaC plan validates exactly the changes that trigger the IaC pipeline on main.
+    trigger_paths = _pipeline_yaml(pipelines["iac"]["yml_path"])["trigger"]["paths"]["include"]
+    assert [f"/{p.removesuffix('**')}*" for p in trigger_paths] == (
+        pipelines["iac"]["pull_request_paths"]
+    )
+    policy = _find(
+        blocks,
+        "resource",
+        "azuredevops_branch_policy_build_validation",
+        "default_branch",
+        root=DEVOPS,
+    )
+    assert policy.body["for_each"] == "${local.validation_pipelines}"
+    settings = policy.body["settings"][0]
+    assert settings["build_definition_id"] == "${azuredevops_build_definition.this[each.key].id}"
+    assert settings["filename_patterns"] == "${each.value.pull_request_paths}"
+    assert settings["scope"][0]["repository_ref"] == "${var.default_branch}"
+
+
+def test_the_first_push_reaches_an_empty_unprotected_repository(blocks: list[Block]) -> None:
+    # A `Clean` repository starts with a commit (a README), so pushing an existing history is
+    # rejected; a protected branch refuses direct pushes, the creating push included
+    # (https://learn.microsoft.com/azure/devops/repos/git/branch-policies#require-a-minimum-number-of-reviewers).
+    repository = _find(blocks, "resource", "azuredevops_git_repository", "this", root=DEVOPS)
+    init_type = repository.body["initialization"][0]["init_type"]
+    assert "Uninitialized" in init_type and "Clean" not in init_type
+    assert _find(blocks, "variable", "ado_branch_policies_enabled").body["default"] is False
+    reviewers = _find(
+        blocks,
+        "resource",
+        "azuredevops_branch_policy_min_reviewers",
+        "default_branch",
+        root=DEVOPS,
+    )
+    assert reviewers.body["count"] == (
+        "${var.branch_policy.enabled && var.branch_policy.minimum_reviewers > 0 ? 1 : 0}"
+    )
+    validation = _locals(blocks, DEVOPS)["validation_pipelines"]
+    assert "var.branch_policy.enabled" in validation
+
+
+def test_a_one_person_team_can_merge(blocks: list[Block]) -> None:
+    # The author cannot approve their own pull request unless submitter_can_vote is set, and the
+    # last pusher cannot when last_pusher_cannot_approve is set: with both fixed, one person
+    # could never complete a pull request. Both follow ado_allow_self_approval.
+    settings = _find(
+        blocks,
+        "resource",
+        "azuredevops_branch_policy_min_reviewers",
+        "default_branch",
+        root=DEVOPS,
+    ).body["settings"][0]
+    assert settings["submitter_can_vote"] == "${var.branch_policy.allow_self_approval}"
+    assert settings["last_pusher_cannot_approve"] == "${!var.branch_policy.allow_self_approval}"
+    devops = _find(blocks, "module", "devops").body["branch_policy"]
+    assert devops == {
+        "enabled": "${var.ado_branch_policies_enabled}",
+        "minimum_reviewers": "${var.ado_minimum_reviewers}",
+        "allow_self_approval": "${var.ado_allow_self_approval}",
+    }

@@ -80,7 +80,7 @@ CASES: dict[tuple[str, str], tuple[list[Any], list[Any]]] = {
     ),
     ("", "ado_default_branch"): (["refs/heads/main", "refs/heads/release/1.0"], ["main", ""]),
     ("", "ado_production_approver_ids"): ([[GUID]], [[], ["someone@contoso.com"]]),
-    ("", "ado_minimum_reviewers"): ([1, 10], [0, 11, 1.5]),
+    ("", "ado_minimum_reviewers"): ([0, 1, 10], [-1, 11, 1.5]),
     ("bootstrap", "subscription_id"): ([GUID], ["sub", ""]),
     ("bootstrap", "location"): (["westeurope"], ["West Europe"]),
     ("bootstrap", "resource_group_name"): (["rg-ppe-tfstate", "rg.(state)_1"], ["rg.", ""]),
