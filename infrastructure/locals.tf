@@ -25,8 +25,15 @@ locals {
     dps                   = "provs-${local.base_name}-${local.suffix}"
     edge_registry_token   = "edge-pull"
     edge_registry_kv_name = "edge-registry-token-password"
-    service_connection    = "sc-${local.base_name}-azure"
-    variable_group        = "vg-${local.base_name}"
+    # Azure DevOps: one project per environment (so dev and prod stand side by side), and inside
+    # it names without the environment, so that the same pipeline YAML runs in every project.
+    ado_project        = "${var.ado_project_name}-${var.environment}"
+    service_connection = "sc-${var.workload}-azure"
+    variable_group     = "vg-${var.workload}"
+    # Where the IaC pipeline finds this environment's state and inputs (bootstrap/ holds the
+    # state account; infrastructure/environments/<environment>.tfvars the inputs).
+    state_key = "${local.base_name}.tfstate"
+    var_file  = "environments/${var.environment}.tfvars"
   }
 
   # How long Terraform waits after creating a role assignment before using it on a data plane.
@@ -109,5 +116,8 @@ locals {
     EDGE_REGISTRY_TOKEN_NAME      = module.edge.registry_token_name
     EDGE_REGISTRY_PASSWORD_SECRET = module.edge.registry_password_secret_name
     MODEL_NAME                    = var.model_name
+    ADO_DEFAULT_BRANCH            = var.ado_default_branch
+    TERRAFORM_STATE_KEY           = local.names.state_key
+    TERRAFORM_VAR_FILE            = local.names.var_file
   }
 }

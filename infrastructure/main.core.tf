@@ -166,4 +166,23 @@ resource "azurerm_container_registry" "this" {
   anonymous_pull_enabled        = false
   public_network_access_enabled = true
   tags                          = local.tags
+
+  # Registry network rules exist only on the Premium tier
+  # (https://learn.microsoft.com/azure/container-registry/container-registry-access-selected-networks).
+  dynamic "network_rule_set" {
+    for_each = var.container_registry_sku == "Premium" && length(var.allowed_ip_ranges) > 0 ? [var.allowed_ip_ranges] : []
+
+    content {
+      default_action = "Deny"
+
+      dynamic "ip_rule" {
+        for_each = network_rule_set.value
+
+        content {
+          action   = "Allow"
+          ip_range = ip_rule.value
+        }
+      }
+    }
+  }
 }

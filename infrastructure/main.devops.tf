@@ -1,7 +1,7 @@
 module "devops" {
   source = "./modules/devops"
 
-  project_name            = var.ado_project_name
+  project_name            = local.names.ado_project
   repository_name         = var.ado_repository_name
   repository_import_url   = var.ado_repository_import_url
   default_branch          = var.ado_default_branch

@@ -101,7 +101,7 @@ variable "operator_principal_ids" {
 
 variable "allowed_ip_ranges" {
   type        = list(string)
-  description = "Public IPv4 CIDR ranges allowed through the key vault, storage account and registry firewalls. Empty: the firewalls allow every network (the quick-start default)."
+  description = "Public IPv4 CIDR ranges allowed through the key vault and storage account firewalls and, with `container_registry_sku = \"Premium\"`, the registry's (Basic and Standard registries have no network rules). Empty: the firewalls allow every network (the quick-start default)."
   default     = []
   nullable    = false
 
@@ -336,12 +336,12 @@ variable "ado_org_service_url" {
 
 variable "ado_project_name" {
   type        = string
-  description = "Name of the Azure DevOps project to create."
+  description = "Name of the Azure DevOps project to create, without the environment: the project is `<this>-<environment>`, so each environment has its own project, repository and pipelines."
   default     = "ppe-hardhat-mlops"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}[A-Za-z0-9_-]$", var.ado_project_name))
-    error_message = "`ado_project_name` must be 2 to 64 characters: letters, digits, spaces, '.', '_' and '-', not starting with '.', '_' or '-' and not ending with '.' or a space."
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9 ._-]{0,56}[A-Za-z0-9_-]$", var.ado_project_name))
+    error_message = "`ado_project_name` must be 2 to 58 characters (the project adds -<environment>, at most 64 in all): letters, digits, spaces, '.', '_' and '-', not starting with '.', '_' or '-' and not ending with '.' or a space."
   }
 }
 

@@ -30,6 +30,9 @@ PIPELINE_VARIABLE_KEYS: frozenset[str] = frozenset(
         "EDGE_REGISTRY_TOKEN_NAME",
         "EDGE_REGISTRY_PASSWORD_SECRET",
         "MODEL_NAME",
+        "ADO_DEFAULT_BRANCH",
+        "TERRAFORM_STATE_KEY",
+        "TERRAFORM_VAR_FILE",
     }
 )
 
