@@ -103,7 +103,7 @@ resource "azurerm_storage_account" "this" {
   #checkov:skip=CKV_AZURE_59:Public network access is needed by hosted agents and laptops that upload datasets; blobs are never anonymous (allow_nested_items_to_be_public = false).
   #checkov:skip=CKV2_AZURE_33:Private endpoints are offered for the Azure ML workspace only; a private storage account needs the whole workspace on a private network.
   #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys are used; customer-managed keys add a key vault key lifecycle this template does not own.
-  #checkov:skip=CKV2_AZURE_40:Azure ML's system datastores (workspaceblobstore, workspacefilestore) authenticate with the account key; azurerm 4.55 exposes no identity-only datastore mode.
+  #checkov:skip=CKV2_AZURE_40:Azure ML system datastores use the account key unless the workspace sets systemDatastoresAuthMode = identity, an ARM property azurerm 4.55's machine_learning_workspace does not expose (no azapi here).
   #checkov:skip=CKV_AZURE_33:No queues are used; queue logging would only add cost.
   name                            = local.names.storage_account
   location                        = azurerm_resource_group.this.location
@@ -155,7 +155,7 @@ resource "azurerm_container_registry" "this" {
   #checkov:skip=CKV_AZURE_164:Content trust (Docker Content Trust) is deprecated by Microsoft in favour of Notary v2 signing and needs Premium.
   #checkov:skip=CKV_AZURE_165:Geo-replication needs Premium and a second region; set container_registry_sku = "Premium" and add it for production fleets.
   #checkov:skip=CKV_AZURE_166:Image quarantine is a Premium preview feature that blocks pulls until a scanner releases images; no scanner is part of this template.
-  #checkov:skip=CKV_AZURE_233:Zone redundancy needs Premium; the default Standard tier keeps the template cheap.
+  #checkov:skip=CKV_AZURE_233:Every tier is zone redundant by default in regions with zones (learn.microsoft.com/azure/container-registry/zone-redundancy); azurerm rejects zone_redundancy_enabled below Premium and it forces a new registry, so it stays unset.
   #checkov:skip=CKV_AZURE_237:Dedicated data endpoints need Premium; they only matter behind client firewalls that allow-list registry endpoints.
   #checkov:skip=CKV_AZURE_167:Untagged-manifest retention is a Premium feature.
   name                          = local.names.container_registry

@@ -85,3 +85,14 @@ variable "iac_identity_name" {
     error_message = "`iac_identity_name` must be 3 to 128 letters, digits, '-' or '_', starting with a letter or digit."
   }
 }
+
+variable "log_retention_days" {
+  type        = number
+  description = "Days the state access logs are kept (30 to 730)."
+  default     = 90
+
+  validation {
+    condition     = var.log_retention_days >= 30 && var.log_retention_days <= 730 && floor(var.log_retention_days) == var.log_retention_days
+    error_message = "`log_retention_days` must be a whole number from 30 to 730."
+  }
+}

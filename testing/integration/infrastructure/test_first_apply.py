@@ -197,3 +197,64 @@ def test_a_one_person_team_can_merge(blocks: list[Block]) -> None:
         "minimum_reviewers": "${var.ado_minimum_reviewers}",
         "allow_self_approval": "${var.ado_allow_self_approval}",
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# Defect 10: resource logs exist only where a diagnostic setting sends them
+# ------------------------------------------------------------------------------------------------
+
+# Data services and the Terraform expression that names their log source.
+DIAGNOSED = {
+    "azurerm_key_vault.this": "${azurerm_key_vault.this.id}",
+    "azurerm_storage_account.this": "${azurerm_storage_account.this.id}/blobServices/default",
+    "azurerm_container_registry.this": "${azurerm_container_registry.this.id}",
+    "module.aml.azurerm_machine_learning_workspace.this": "${module.aml.workspace_id}",
+    "module.edge.azurerm_iothub.this": "${module.edge.iothub_id}",
+}
+
+
+def test_every_data_service_sends_its_logs_to_log_analytics(blocks: list[Block]) -> None:
+    # "Resource logs aren't collected by default": a diagnostic setting routes them
+    # (https://learn.microsoft.com/azure/azure-monitor/essentials/diagnostic-settings); storage
+    # logs belong to the blob service (https://learn.microsoft.com/azure/storage/blobs/monitor-blob-storage).
+    setting = _find(blocks, "resource", "azurerm_monitor_diagnostic_setting", "this")
+    assert setting.body["for_each"] == "${local.diagnostic_targets}"
+    assert setting.body["target_resource_id"] == "${each.value}"
+    assert setting.body["log_analytics_workspace_id"] == (
+        "${azurerm_log_analytics_workspace.this.id}"
+    )
+    assert setting.body["enabled_log"] == [{"category_group": "allLogs"}]
+    assert setting.body["enabled_metric"] == [{"category": "AllMetrics"}]
+    targets = set(_locals(blocks)["diagnostic_targets"].values())
+    assert targets == set(DIAGNOSED.values())
+    kinds = {
+        b.labels[0]
+        for b in blocks
+        if b.kind == "resource"
+        and b.labels[0]
+        in {
+            "azurerm_key_vault",
+            "azurerm_storage_account",
+            "azurerm_container_registry",
+            "azurerm_machine_learning_workspace",
+            "azurerm_iothub",
+        }
+        and b.file.parent.name not in {"bootstrap", "dev_low_cost"}
+    }
+    assert {address.split(".")[-2] for address in DIAGNOSED} == kinds
+
+
+def test_reads_of_the_state_are_logged(blocks: list[Block]) -> None:
+    # The state holds secrets in clear text: its blob reads must leave a trace.
+    setting = _find(
+        blocks,
+        "resource",
+        "azurerm_monitor_diagnostic_setting",
+        "state_blob",
+        root=INFRASTRUCTURE / "bootstrap",
+    )
+    assert setting.body["target_resource_id"] == (
+        "${azurerm_storage_account.state.id}/blobServices/default"
+    )
+    categories = {log["category"] for log in setting.body["enabled_log"]}
+    assert {"StorageRead", "StorageWrite", "StorageDelete"} <= categories

@@ -87,6 +87,7 @@ CASES: dict[tuple[str, str], tuple[list[Any], list[Any]]] = {
     ("bootstrap", "storage_account_name"): (["stppetfstate01"], ["st", "St-State", "s" * 25]),
     ("bootstrap", "state_key"): (["ppe-dev.tfstate", "env/prod.tfstate"], ["state.json", ""]),
     ("bootstrap", "allowed_ip_ranges"): ([["198.51.100.7/32"]], [["198.51.100.7"]]),
+    ("bootstrap", "log_retention_days"): ([30, 730], [7, 731, 45.5]),
     ("bootstrap", "iac_identity_name"): (["id-ppe-iac", "id_iac-2"], ["id", "-iac", "id iac"]),
     ("bootstrap", "tags"): ([{"owner": "me"}], [{f"k{i}": "v" for i in range(49)}]),
     ("examples/dev_low_cost", "subscription_id"): ([GUID], ["sub"]),
