@@ -25,9 +25,21 @@ locals {
     dps                   = "provs-${local.base_name}-${local.suffix}"
     edge_registry_token   = "edge-pull"
     edge_registry_kv_name = "edge-registry-token-password"
-    service_connection    = "sc-${local.base_name}-azure"
-    variable_group        = "vg-${local.base_name}"
+    # Azure DevOps: one project per environment (so dev and prod stand side by side), and inside
+    # it names without the environment, so that the same pipeline YAML runs in every project.
+    ado_project        = "${var.ado_project_name}-${var.environment}"
+    service_connection = "sc-${var.workload}-azure"
+    variable_group     = "vg-${var.workload}"
+    # Where the IaC pipeline finds this environment's state and inputs (bootstrap/ holds the
+    # state account; infrastructure/environments/<environment>.tfvars the inputs).
+    state_key = "${local.base_name}.tfstate"
+    var_file  = "environments/${var.environment}.tfvars"
   }
+
+  # How long Terraform waits after creating a role assignment before using it on a data plane.
+  # Microsoft: role assignment changes can take up to 10 minutes to take effect
+  # (https://learn.microsoft.com/azure/role-based-access-control/troubleshooting).
+  rbac_propagation_wait = "600s"
 
   # One tag map, merged into every resource.
   tags = merge(var.tags, {
@@ -44,6 +56,8 @@ locals {
   #   applies through the privileged connection an administrator creates outside this
   #   configuration (README.md, "The IaC service connection").
   # deploys: the pipeline has deployment jobs that target the staging/production environments.
+  # pull_request_paths: the pipeline validates pull requests into the default branch that touch
+  #   these paths (a build validation branch policy; Azure Repos ignores YAML `pr:` triggers).
   # -------------------------------------------------------------------------------------------
   pipelines = {
     ci = {
@@ -51,12 +65,14 @@ locals {
       yml_path                 = "ado_pipelines/ci_pipeline.yml"
       uses_workload_connection = false
       deploys                  = false
+      pull_request_paths       = ["*"]
     }
     iac = {
       name                     = "iac"
       yml_path                 = "ado_pipelines/iac_pipeline.yml"
       uses_workload_connection = false
       deploys                  = true
+      pull_request_paths       = ["/infrastructure/*"]
     }
     model_training = {
       name                     = "model-training"
@@ -101,5 +117,8 @@ locals {
     EDGE_DEPLOYMENTS_TO_KEEP      = tostring(local.edge_deployments_to_keep)
     EDGE_REGISTRY_PASSWORD_SECRET = module.edge.registry_password_secret_name
     MODEL_NAME                    = var.model_name
+    ADO_DEFAULT_BRANCH            = var.ado_default_branch
+    TERRAFORM_STATE_KEY           = local.names.state_key
+    TERRAFORM_VAR_FILE            = local.names.var_file
   }
 }

@@ -22,11 +22,9 @@ module "alerts" {
   resource_group_name = azurerm_resource_group.this.name
   tags                = local.tags
 
-  iothub = {
-    id           = module.edge.iothub_id
-    name         = module.edge.iothub_name
-    principal_id = module.edge.iothub_principal_id
-  }
+  iothub_id           = module.edge.iothub_id
+  iothub_name         = module.edge.iothub_name
+  iothub_principal_id = module.edge.iothub_principal_id
 
   key_vault_id                           = azurerm_key_vault.this.id
   application_insights_connection_string = azurerm_application_insights.this.connection_string

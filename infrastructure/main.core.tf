@@ -57,12 +57,41 @@ resource "azurerm_key_vault" "this" {
   }
 }
 
-# The identity running Terraform writes the edge registry password into the vault.
-resource "azurerm_role_assignment" "deployer_key_vault_secrets" {
+# Terraform itself reads (every plan's refresh) and writes the edge registry password secret: a
+# data-plane call, which control-plane roles such as Owner do not cover. The grant goes to fixed
+# principals, the IaC identity and the operators listed by object ID, never to "whoever runs
+# Terraform" (data.azurerm_client_config), which changes between a laptop and the pipeline.
+resource "azurerm_role_assignment" "iac_key_vault_secrets" {
   scope                = azurerm_key_vault.this.id
   role_definition_name = "Key Vault Secrets Officer"
-  principal_id         = data.azurerm_client_config.current.object_id
-  description          = "Terraform writes the edge registry token password secret."
+  principal_id         = var.iac_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "The IaC identity refreshes and writes the edge registry token password secret."
+}
+
+resource "azurerm_role_assignment" "operator_key_vault_secrets" {
+  for_each = var.operator_principal_ids
+
+  scope                = azurerm_key_vault.this.id
+  role_definition_name = "Key Vault Secrets Officer"
+  principal_id         = each.value
+  description          = "An operator runs terraform plan/apply from a workstation."
+}
+
+# Role assignments reach the key vault's data plane minutes after they are created (Azure RBAC
+# caches; https://learn.microsoft.com/azure/role-based-access-control/troubleshooting). The edge
+# module writes the secret only after this wait, which reruns whenever the principals change.
+resource "time_sleep" "key_vault_rbac" {
+  create_duration = local.rbac_propagation_wait
+
+  triggers = {
+    principals = join(",", sort(concat([var.iac_principal_id], tolist(var.operator_principal_ids))))
+  }
+
+  depends_on = [
+    azurerm_role_assignment.iac_key_vault_secrets,
+    azurerm_role_assignment.operator_key_vault_secrets,
+  ]
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -74,7 +103,7 @@ resource "azurerm_storage_account" "this" {
   #checkov:skip=CKV_AZURE_59:Public network access is needed by hosted agents and laptops that upload datasets; blobs are never anonymous (allow_nested_items_to_be_public = false).
   #checkov:skip=CKV2_AZURE_33:Private endpoints are offered for the Azure ML workspace only; a private storage account needs the whole workspace on a private network.
   #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys are used; customer-managed keys add a key vault key lifecycle this template does not own.
-  #checkov:skip=CKV2_AZURE_40:Azure ML's system datastores (workspaceblobstore, workspacefilestore) authenticate with the account key; azurerm 4.55 exposes no identity-only datastore mode.
+  #checkov:skip=CKV2_AZURE_40:Azure ML system datastores use the account key unless the workspace sets systemDatastoresAuthMode = identity, an ARM property azurerm 4.55's machine_learning_workspace does not expose (no azapi here).
   #checkov:skip=CKV_AZURE_33:No queues are used; queue logging would only add cost.
   name                            = local.names.storage_account
   location                        = azurerm_resource_group.this.location
@@ -126,7 +155,7 @@ resource "azurerm_container_registry" "this" {
   #checkov:skip=CKV_AZURE_164:Content trust (Docker Content Trust) is deprecated by Microsoft in favour of Notary v2 signing and needs Premium.
   #checkov:skip=CKV_AZURE_165:Geo-replication needs Premium and a second region; set container_registry_sku = "Premium" and add it for production fleets.
   #checkov:skip=CKV_AZURE_166:Image quarantine is a Premium preview feature that blocks pulls until a scanner releases images; no scanner is part of this template.
-  #checkov:skip=CKV_AZURE_233:Zone redundancy needs Premium; the default Standard tier keeps the template cheap.
+  #checkov:skip=CKV_AZURE_233:Every tier is zone redundant by default in regions with zones (learn.microsoft.com/azure/container-registry/zone-redundancy); azurerm rejects zone_redundancy_enabled below Premium and it forces a new registry, so it stays unset.
   #checkov:skip=CKV_AZURE_237:Dedicated data endpoints need Premium; they only matter behind client firewalls that allow-list registry endpoints.
   #checkov:skip=CKV_AZURE_167:Untagged-manifest retention is a Premium feature.
   name                          = local.names.container_registry
@@ -137,4 +166,23 @@ resource "azurerm_container_registry" "this" {
   anonymous_pull_enabled        = false
   public_network_access_enabled = true
   tags                          = local.tags
+
+  # Registry network rules exist only on the Premium tier
+  # (https://learn.microsoft.com/azure/container-registry/container-registry-access-selected-networks).
+  dynamic "network_rule_set" {
+    for_each = var.container_registry_sku == "Premium" && length(var.allowed_ip_ranges) > 0 ? [var.allowed_ip_ranges] : []
+
+    content {
+      default_action = "Deny"
+
+      dynamic "ip_rule" {
+        for_each = network_rule_set.value
+
+        content {
+          action   = "Allow"
+          ip_range = ip_rule.value
+        }
+      }
+    }
+  }
 }

@@ -1,16 +1,21 @@
 module "devops" {
   source = "./modules/devops"
 
-  project_name            = var.ado_project_name
+  project_name            = local.names.ado_project
   repository_name         = var.ado_repository_name
   repository_import_url   = var.ado_repository_import_url
   default_branch          = var.ado_default_branch
-  minimum_reviewers       = var.ado_minimum_reviewers
   variable_group_name     = local.names.variable_group
   pipeline_variables      = local.pipeline_variables
   pipelines               = local.pipelines
   environments            = local.ado_environments
   production_approver_ids = var.ado_production_approver_ids
+
+  branch_policy = {
+    enabled             = var.ado_branch_policies_enabled
+    minimum_reviewers   = var.ado_minimum_reviewers
+    allow_self_approval = var.ado_allow_self_approval
+  }
 
   service_connection = {
     name              = local.names.service_connection

@@ -20,8 +20,8 @@ module "edge" {
     capacity = var.iothub_capacity
   }
 
-  # Terraform needs its data-plane role on the vault before it writes the password secret.
-  depends_on = [azurerm_role_assignment.deployer_key_vault_secrets]
+  # Terraform needs its data-plane role on the vault, propagated, before it writes the secret.
+  depends_on = [time_sleep.key_vault_rbac]
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ provider "azurerm" {
 }
 
 # Authentication comes from the environment, never from this file: AZDO_PERSONAL_ACCESS_TOKEN on a
-# laptop, or workload identity federation in the IaC pipeline (ARM_OIDC_TOKEN / SYSTEM_ACCESSTOKEN).
+# laptop, or in the IaC pipeline workload identity federation through the same ARM_* variables as
+# azurerm (ARM_USE_OIDC, ARM_ADO_PIPELINE_SERVICE_CONNECTION_ID, ARM_OIDC_REQUEST_TOKEN).
 provider "azuredevops" {
   org_service_url = var.ado_org_service_url
 }

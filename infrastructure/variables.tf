@@ -59,7 +59,7 @@ variable "name_suffix" {
 
 variable "tags" {
   type        = map(string)
-  description = "Tags merged into every resource, on top of the template's own (workload, environment, managed-by, repository)."
+  description = "Tags merged into every resource, on top of the template's own (workload, environment, managed-by, repository). The compute clusters take them at creation only: a tag change on a cluster would replace it."
   default     = {}
   nullable    = false
 
@@ -70,12 +70,38 @@ variable "tags" {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Who runs Terraform
+# ---------------------------------------------------------------------------------------------
+
+variable "iac_principal_id" {
+  type        = string
+  description = "Object (principal) ID of the IaC identity that the IaC pipeline's connection signs in as: `terraform -chdir=bootstrap output -raw iac_principal_id`. It gets the key vault data role that every plan needs to refresh the secret this configuration writes."
+
+  validation {
+    condition     = can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", var.iac_principal_id))
+    error_message = "`iac_principal_id` must be the object (principal) ID GUID of the IaC identity: terraform -chdir=bootstrap output -raw iac_principal_id (not its client ID or name)."
+  }
+}
+
+variable "operator_principal_ids" {
+  type        = set(string)
+  description = "Object IDs of the people who run terraform plan/apply from a workstation (`az ad signed-in-user show --query id -o tsv`), such as whoever makes the first apply. They get the same key vault data role as the IaC identity."
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for id in var.operator_principal_ids : can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", id))])
+    error_message = "`operator_principal_ids` must list object ID GUIDs (az ad signed-in-user show --query id -o tsv)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
 # Network exposure
 # ---------------------------------------------------------------------------------------------
 
 variable "allowed_ip_ranges" {
   type        = list(string)
-  description = "Public IPv4 CIDR ranges allowed through the key vault, storage account and registry firewalls. Empty: the firewalls allow every network (the quick-start default)."
+  description = "Public IPv4 CIDR ranges allowed through the key vault and storage account firewalls and, with `container_registry_sku = \"Premium\"`, the registry's (Basic and Standard registries have no network rules). Empty: the firewalls allow every network (the quick-start default)."
   default     = []
   nullable    = false
 
@@ -310,12 +336,12 @@ variable "ado_org_service_url" {
 
 variable "ado_project_name" {
   type        = string
-  description = "Name of the Azure DevOps project to create."
+  description = "Name of the Azure DevOps project to create, without the environment: the project is `<this>-<environment>`, so each environment has its own project, repository and pipelines."
   default     = "ppe-hardhat-mlops"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}[A-Za-z0-9_-]$", var.ado_project_name))
-    error_message = "`ado_project_name` must be 2 to 64 characters: letters, digits, spaces, '.', '_' and '-', not starting with '.', '_' or '-' and not ending with '.' or a space."
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9 ._-]{0,56}[A-Za-z0-9_-]$", var.ado_project_name))
+    error_message = "`ado_project_name` must be 2 to 58 characters (the project adds -<environment>, at most 64 in all): letters, digits, spaces, '.', '_' and '-', not starting with '.', '_' or '-' and not ending with '.' or a space."
   }
 }
 
@@ -363,15 +389,27 @@ variable "ado_production_approver_ids" {
   }
 }
 
+variable "ado_branch_policies_enabled" {
+  type        = bool
+  description = "Protect the default branch: pull requests with reviewers (`ado_minimum_reviewers`) and validation builds (CI, and the IaC plan for infrastructure/ changes). A protected branch refuses direct pushes, the first push included: leave this false for the first apply, push, then set it to true and apply again."
+  default     = false
+}
+
 variable "ado_minimum_reviewers" {
   type        = number
-  description = "Reviewers a pull request into the default branch needs (1 to 10)."
-  default     = 2
+  description = "Approvals a pull request into the default branch needs (0 to 10); 0: no reviewer policy, the validation builds still run."
+  default     = 1
 
   validation {
-    condition     = var.ado_minimum_reviewers >= 1 && var.ado_minimum_reviewers <= 10 && floor(var.ado_minimum_reviewers) == var.ado_minimum_reviewers
-    error_message = "`ado_minimum_reviewers` must be a whole number from 1 to 10."
+    condition     = var.ado_minimum_reviewers >= 0 && var.ado_minimum_reviewers <= 10 && floor(var.ado_minimum_reviewers) == var.ado_minimum_reviewers
+    error_message = "`ado_minimum_reviewers` must be a whole number from 0 to 10."
   }
+}
+
+variable "ado_allow_self_approval" {
+  type        = bool
+  description = "Let the author and the last pusher of a pull request approve it, so that a one-person team can merge with `ado_minimum_reviewers = 1`."
+  default     = false
 }
 
 # ---------------------------------------------------------------------------------------------

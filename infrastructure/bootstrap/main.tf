@@ -1,5 +1,7 @@
 data "azurerm_client_config" "current" {}
 
+data "azurerm_subscription" "current" {}
+
 locals {
   tags = merge(var.tags, {
     workload   = "terraform-state"
@@ -60,10 +62,39 @@ resource "azurerm_storage_account" "state" {
 }
 
 resource "azurerm_storage_container" "state" {
-  #checkov:skip=CKV2_AZURE_21:The state account has no Log Analytics workspace to send blob read logs to; access is Entra ID only (shared keys off) and shows in the Entra sign-in and activity logs.
+  #checkov:skip=CKV2_AZURE_21:Blob reads are logged by azurerm_monitor_diagnostic_setting.state_blob (StorageRead to Log Analytics); the check only recognises azurerm_log_analytics_storage_insights, which needs the account key this account disables.
   name                  = local.container_name
   storage_account_id    = azurerm_storage_account.state.id
   container_access_type = "private"
+}
+
+# The state holds secrets (the edge registry password, the DPS keys): every read, write and delete
+# of its blobs goes to a Log Analytics workspace next to it.
+resource "azurerm_log_analytics_workspace" "state" {
+  name                = "log-${var.storage_account_name}"
+  location            = azurerm_resource_group.state.location
+  resource_group_name = azurerm_resource_group.state.name
+  sku                 = "PerGB2018"
+  retention_in_days   = var.log_retention_days
+  tags                = local.tags
+}
+
+resource "azurerm_monitor_diagnostic_setting" "state_blob" {
+  name                       = "state-access"
+  target_resource_id         = "${azurerm_storage_account.state.id}/blobServices/default"
+  log_analytics_workspace_id = azurerm_log_analytics_workspace.state.id
+
+  enabled_log {
+    category = "StorageRead"
+  }
+
+  enabled_log {
+    category = "StorageWrite"
+  }
+
+  enabled_log {
+    category = "StorageDelete"
+  }
 }
 
 # Whoever runs the bootstrap can read and write the state with Entra ID (use_azuread_auth).
@@ -72,4 +103,42 @@ resource "azurerm_role_assignment" "state_owner" {
   role_definition_name = "Storage Blob Data Contributor"
   principal_id         = data.azurerm_client_config.current.object_id
   description          = "Terraform state read/write for the identity that ran the bootstrap."
+}
+
+# ---------------------------------------------------------------------------------------------
+# The IaC identity: what the IaC pipeline's service connection signs in as. It lives here, outside
+# the platform it manages, so no apply or destroy of infrastructure/ can touch it, and its roles
+# are Terraform code that the permission matrix (infrastructure/permissions/) checks.
+# ---------------------------------------------------------------------------------------------
+
+resource "azurerm_user_assigned_identity" "iac" {
+  name                = var.iac_identity_name
+  location            = azurerm_resource_group.state.location
+  resource_group_name = azurerm_resource_group.state.name
+  tags                = local.tags
+}
+
+locals {
+  iac_role_assignments = {
+    subscription_owner = {
+      scope = data.azurerm_subscription.current.id
+      role  = "Owner"
+      why   = "terraform apply creates the platform's resource group and its role assignments."
+    }
+    state = {
+      scope = azurerm_storage_account.state.id
+      role  = "Storage Blob Data Contributor"
+      why   = "The azurerm backend reads, locks and writes the state with Entra ID."
+    }
+  }
+}
+
+resource "azurerm_role_assignment" "iac" {
+  for_each = local.iac_role_assignments
+
+  scope                = each.value.scope
+  role_definition_name = each.value.role
+  principal_id         = azurerm_user_assigned_identity.iac.principal_id
+  principal_type       = "ServicePrincipal"
+  description          = each.value.why
 }

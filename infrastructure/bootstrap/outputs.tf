@@ -10,6 +10,16 @@ output "backend_config" {
 }
 
 output "storage_account_id" {
-  description = "Resource ID of the state storage account (grant the IaC pipeline identity Storage Blob Data Contributor here)."
+  description = "Resource ID of the state storage account."
   value       = azurerm_storage_account.state.id
+}
+
+output "iac_principal_id" {
+  description = "Object ID of the IaC identity: the platform root's `iac_principal_id` input."
+  value       = azurerm_user_assigned_identity.iac.principal_id
+}
+
+output "iac_client_id" {
+  description = "Client ID of the IaC identity: what the sc-ppe-iac service connection is created with."
+  value       = azurerm_user_assigned_identity.iac.client_id
 }

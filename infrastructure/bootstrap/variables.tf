@@ -74,3 +74,25 @@ variable "tags" {
     error_message = "`tags` must have at most 48 entries, keys up to 512 characters, values up to 256 characters."
   }
 }
+
+variable "iac_identity_name" {
+  type        = string
+  description = "Name of the user-assigned identity the IaC pipeline's service connection signs in as (Owner on the subscription, data access to the state)."
+  default     = "id-ppe-iac"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9_-]{2,127}$", var.iac_identity_name))
+    error_message = "`iac_identity_name` must be 3 to 128 letters, digits, '-' or '_', starting with a letter or digit."
+  }
+}
+
+variable "log_retention_days" {
+  type        = number
+  description = "Days the state access logs are kept (30 to 730)."
+  default     = 90
+
+  validation {
+    condition     = var.log_retention_days >= 30 && var.log_retention_days <= 730 && floor(var.log_retention_days) == var.log_retention_days
+    error_message = "`log_retention_days` must be a whole number from 30 to 730."
+  }
+}

@@ -70,10 +70,40 @@ function readSchemaText(schemaPath) {
   return schemaPath.endsWith('.gz') ? zlib.gunzipSync(raw).toString('utf8') : raw.toString('utf8');
 }
 
+// Tasks newer than the vendored schema (sprint 261 lists PublishCodeCoverageResults@2 by name
+// only, without inputs): one anyOf alternative per vendored task.json under
+// fixtures/schemas/azure-pipelines/tasks/, so their inputs are checked like any other task's.
+const TASKS_DIR = path.join(__dirname, '..', 'fixtures', 'schemas', 'azure-pipelines', 'tasks');
+const INPUT_TYPES = { boolean: 'boolean', string: 'string', multiLine: 'string', filePath: 'string' };
+
+function supplementTasks(schema) {
+  if (!fs.existsSync(TASKS_DIR)) return;
+  for (const file of fs.readdirSync(TASKS_DIR).filter((f) => f.endsWith('.task.json')).sort()) {
+    const task = JSON.parse(fs.readFileSync(path.join(TASKS_DIR, file), 'utf8'));
+    const ref = `${task.name}@${task.version.Major}`;
+    const properties = {};
+    for (const input of task.inputs) {
+      const type = INPUT_TYPES[input.type];
+      if (type === undefined) throw new Error(`${file}: input type ${input.type} has no mapping`);
+      properties[input.name] = { type, ignoreCase: 'key' };
+    }
+    const required = task.inputs.filter((input) => input.required).map((input) => input.name);
+    schema.definitions.task.anyOf.push({
+      firstProperty: ['task'],
+      required: required.length ? ['task', 'inputs'] : ['task'],
+      properties: {
+        task: { pattern: `^${ref}$`, ignoreCase: 'value' },
+        inputs: { properties, additionalProperties: false, required },
+      },
+    });
+  }
+}
+
 // One schema object per kind. Each is parsed afresh because the language service resolves $refs
 // by copying into the schema objects it is given.
 function schemaFor(kind, schemaText) {
   const schema = JSON.parse(schemaText);
+  supplementTasks(schema);
   const definition = KINDS[kind];
   if (definition === null) return schema;
   if (!(definition in schema.definitions)) {

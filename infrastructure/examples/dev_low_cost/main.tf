@@ -9,6 +9,7 @@ module "platform" {
   subscription_id             = var.subscription_id
   ado_org_service_url         = var.ado_org_service_url
   ado_production_approver_ids = var.ado_production_approver_ids
+  iac_principal_id            = var.iac_principal_id
 
   environment                      = "dev"
   gpu_cluster_vm_size              = "Standard_NC4as_T4_v3"

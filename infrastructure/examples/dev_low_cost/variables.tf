@@ -28,3 +28,13 @@ variable "ado_production_approver_ids" {
     error_message = "`ado_production_approver_ids` must list at least one approver ID."
   }
 }
+
+variable "iac_principal_id" {
+  type        = string
+  description = "Object ID of the IaC identity (`terraform -chdir=../../bootstrap output -raw iac_principal_id`)."
+
+  validation {
+    condition     = can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", var.iac_principal_id))
+    error_message = "`iac_principal_id` must be an object ID GUID: terraform -chdir=../../bootstrap output -raw iac_principal_id."
+  }
+}

@@ -41,7 +41,7 @@ resource "azurerm_servicebus_queue" "alerts" {
 resource "azurerm_role_assignment" "iothub_sender" {
   scope                = azurerm_servicebus_queue.alerts.id
   role_definition_name = "Azure Service Bus Data Sender"
-  principal_id         = var.iothub.principal_id
+  principal_id         = var.iothub_principal_id
   principal_type       = "ServicePrincipal"
   description          = "IoT Hub routes the edge module's alerts to this queue."
 }
@@ -49,7 +49,7 @@ resource "azurerm_role_assignment" "iothub_sender" {
 resource "azurerm_iothub_endpoint_servicebus_queue" "alerts" {
   name                = "alerts"
   resource_group_name = var.resource_group_name
-  iothub_id           = var.iothub.id
+  iothub_id           = var.iothub_id
   authentication_type = "identityBased"
   endpoint_uri        = "sb://${azurerm_servicebus_namespace.this.name}.servicebus.windows.net"
   entity_path         = azurerm_servicebus_queue.alerts.name
@@ -63,7 +63,7 @@ resource "azurerm_iothub_endpoint_servicebus_queue" "alerts" {
 resource "azurerm_iothub_route" "alerts" {
   name                = "edge-alerts"
   resource_group_name = var.resource_group_name
-  iothub_name         = var.iothub.name
+  iothub_name         = var.iothub_name
   source              = "DeviceMessages"
   condition           = "$connectionModuleId = '${var.module_id}' AND messageType = 'alert'"
   endpoint_names      = [azurerm_iothub_endpoint_servicebus_queue.alerts.name]
@@ -73,7 +73,7 @@ resource "azurerm_iothub_route" "alerts" {
 resource "azurerm_iothub_route" "telemetry" {
   name                = "edge-telemetry"
   resource_group_name = var.resource_group_name
-  iothub_name         = var.iothub.name
+  iothub_name         = var.iothub_name
   source              = "DeviceMessages"
   condition           = "$connectionModuleId = '${var.module_id}' AND messageType = 'telemetry'"
   endpoint_names      = ["events"]
@@ -83,7 +83,7 @@ resource "azurerm_iothub_route" "telemetry" {
 # Once any route exists, messages that match none are dropped unless the fallback route is on.
 resource "azurerm_iothub_fallback_route" "this" {
   resource_group_name = var.resource_group_name
-  iothub_name         = var.iothub.name
+  iothub_name         = var.iothub_name
   source              = "DeviceMessages"
   condition           = "true"
   endpoint_names      = ["events"]

@@ -36,19 +36,19 @@ variable "tags" {
   nullable    = false
 }
 
-variable "iothub" {
-  type = object({
-    id           = string
-    name         = string
-    principal_id = string
-  })
-  description = <<-EOT
-    The IoT Hub whose device messages are routed:
-    - `id` (Required): resource ID.
-    - `name` (Required): name.
-    - `principal_id` (Required): object ID of its system-assigned identity (it sends to the queue).
-  EOT
-  nullable    = false
+variable "iothub_id" {
+  type        = string
+  description = "Resource ID of the IoT Hub whose device messages are routed."
+}
+
+variable "iothub_name" {
+  type        = string
+  description = "Name of that IoT Hub."
+}
+
+variable "iothub_principal_id" {
+  type        = string
+  description = "Object ID of the hub's system-assigned identity (it sends to the queue)."
 }
 
 variable "module_id" {

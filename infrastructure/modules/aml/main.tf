@@ -1,6 +1,9 @@
 locals {
   gpu_family_pattern = "^Standard_N(C|D|G|V)[0-9]+[a-z]*(_[A-Z][A-Z0-9]*)?(_v[0-9]+)?$"
   idle_duration      = "PT${var.idle_minutes_before_scale_down}M"
+  # Creating the workspace with its managed network, and the clusters inside it, outlasts the
+  # provider's 30-minute default.
+  managed_network_timeout = "90m"
 }
 
 # Both clusters run as this identity: it pulls environment images and reads/writes job data.
@@ -33,8 +36,17 @@ resource "azurerm_machine_learning_workspace" "this" {
     type = "SystemAssigned"
   }
 
+  # Provision the managed network with the workspace, not lazily with the first compute: that takes
+  # about 30 minutes, as long as azurerm's default create timeout of the cluster that would wait
+  # for it (https://learn.microsoft.com/azure/machine-learning/how-to-managed-network).
   managed_network {
-    isolation_mode = "AllowInternetOutbound"
+    isolation_mode                = "AllowInternetOutbound"
+    provision_on_creation_enabled = true
+  }
+
+  timeouts {
+    create = local.managed_network_timeout
+    update = local.managed_network_timeout
   }
 
   lifecycle {
@@ -94,6 +106,10 @@ resource "azurerm_machine_learning_compute_cluster" "gpu" {
   }
 
   lifecycle {
+    # Every argument of a compute cluster forces a new cluster, tags included; tags follow the
+    # global `tags` input, so a tag edit would destroy the cluster (and any running job).
+    ignore_changes = [tags]
+
     precondition {
       condition     = can(regex(local.gpu_family_pattern, var.gpu_cluster.vm_size))
       error_message = "`gpu_cluster.vm_size` must be an N-series GPU size such as Standard_NC4as_T4_v3."
@@ -126,6 +142,11 @@ resource "azurerm_machine_learning_compute_cluster" "cpu" {
     min_node_count                       = 0
     max_node_count                       = var.cpu_cluster.max_nodes
     scale_down_nodes_after_idle_duration = local.idle_duration
+  }
+
+  lifecycle {
+    # As for the GPU cluster: a tag edit must not replace the cluster.
+    ignore_changes = [tags]
   }
 
   depends_on = [

@@ -1,6 +1,12 @@
 locals {
   workload_connection_pipelines = { for key, pipeline in var.pipelines : key => pipeline if pipeline.uses_workload_connection }
   deploy_pipelines              = { for key, pipeline in var.pipelines : key => pipeline if pipeline.deploys }
+  # Azure Repos Git ignores YAML `pr:` triggers; pull requests run pipelines through build
+  # validation branch policies (https://learn.microsoft.com/azure/devops/pipelines/repos/azure-repos-git#pr-triggers).
+  validation_pipelines = {
+    for key, pipeline in var.pipelines : key => pipeline
+    if pipeline.pull_request_paths != null && var.branch_policy.enabled
+  }
   # One authorisation per (pipeline, environment) pair, with static keys.
   environment_authorisations = merge([
     for pipeline_key, pipeline in local.deploy_pipelines : {
@@ -27,13 +33,15 @@ resource "azuredevops_project" "this" {
 }
 
 resource "azuredevops_git_repository" "this" {
-  #checkov:skip=CKV2_ADO_1:The examples/dev_low_cost trial asks for one reviewer on purpose (ado_minimum_reviewers = 1, a one-person trial); the root default is 2 and the variable is validated (1-10).
+  #checkov:skip=CKV2_ADO_1:The number of approvals is the team's choice (ado_minimum_reviewers, 0-10, default 1 so a one-person team can merge); two are recommended for shared repositories.
   project_id     = azuredevops_project.this.id
   name           = var.repository_name
   default_branch = var.default_branch
 
+  # Without an import the repository starts empty (Uninitialized): a Clean one already has a commit,
+  # and the quick start's first `git push` of the local history would be rejected.
   initialization {
-    init_type   = var.repository_import_url == null ? "Clean" : "Import"
+    init_type   = var.repository_import_url == null ? "Uninitialized" : "Import"
     source_type = var.repository_import_url == null ? null : "Git"
     source_url  = var.repository_import_url
   }
@@ -45,15 +53,38 @@ resource "azuredevops_git_repository" "this" {
 }
 
 resource "azuredevops_branch_policy_min_reviewers" "default_branch" {
+  count = var.branch_policy.enabled && var.branch_policy.minimum_reviewers > 0 ? 1 : 0
+
   project_id = azuredevops_project.this.id
   enabled    = true
   blocking   = true
 
   settings {
-    reviewer_count               = var.minimum_reviewers
-    submitter_can_vote           = false
-    last_pusher_cannot_approve   = true
+    reviewer_count               = var.branch_policy.minimum_reviewers
+    submitter_can_vote           = var.branch_policy.allow_self_approval
+    last_pusher_cannot_approve   = !var.branch_policy.allow_self_approval
     on_push_reset_approved_votes = true
+
+    scope {
+      repository_id  = azuredevops_git_repository.this.id
+      repository_ref = var.default_branch
+      match_type     = "Exact"
+    }
+  }
+}
+
+resource "azuredevops_branch_policy_build_validation" "default_branch" {
+  for_each = local.validation_pipelines
+
+  project_id = azuredevops_project.this.id
+  enabled    = true
+  blocking   = true
+
+  settings {
+    display_name        = "${each.value.name} (pull request validation)"
+    build_definition_id = azuredevops_build_definition.this[each.key].id
+    valid_duration      = 720
+    filename_patterns   = each.value.pull_request_paths
 
     scope {
       repository_id  = azuredevops_git_repository.this.id

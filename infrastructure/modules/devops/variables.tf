@@ -20,10 +20,22 @@ variable "default_branch" {
   default     = "refs/heads/main"
 }
 
-variable "minimum_reviewers" {
-  type        = number
-  description = "Reviewers a pull request into the default branch needs."
-  default     = 2
+variable "branch_policy" {
+  type = object({
+    enabled             = bool
+    minimum_reviewers   = number
+    allow_self_approval = bool
+  })
+  description = <<-EOT
+    Protection of the default branch:
+    - `enabled` (Required): create the policies. A protected branch refuses direct pushes, the
+      repository's first push included, so enable them after that push.
+    - `minimum_reviewers` (Required): approvals a pull request needs; 0 creates no reviewer policy
+      (pull requests still need the validation builds).
+    - `allow_self_approval` (Required): the author and the last pusher may approve, so that a
+      one-person team can merge.
+  EOT
+  nullable    = false
 }
 
 variable "service_connection" {
@@ -61,6 +73,7 @@ variable "pipelines" {
     yml_path                 = string
     uses_workload_connection = bool
     deploys                  = bool
+    pull_request_paths       = optional(list(string))
   }))
   description = <<-EOT
     Build definitions to create, keyed by a stable identifier:
@@ -70,6 +83,8 @@ variable "pipelines" {
       connection this module creates (`service_connection`). The IaC pipeline uses a privileged
       connection that an administrator creates outside Terraform instead, so it sets `false`.
     - `deploys` (Required): authorise the pipeline to deploy to the environments.
+    - `pull_request_paths` (Optional): run the pipeline as build validation of pull requests into
+      the default branch that change these paths (`["*"]`: every path); null: no validation.
   EOT
   nullable    = false
 }

@@ -121,11 +121,11 @@ def test_the_queue_is_a_valid_iot_hub_endpoint(alerts_tf: dict[tuple[str, str], 
     sender = alerts_tf[("azurerm_role_assignment", "iothub_sender")]
     assert sender["role_definition_name"] == "Azure Service Bus Data Sender"
     assert sender["scope"] == "${azurerm_servicebus_queue.alerts.id}"
-    assert sender["principal_id"] == "${var.iothub.principal_id}"
+    assert sender["principal_id"] == "${var.iothub_principal_id}"
     namespace = alerts_tf[("azurerm_servicebus_namespace", "this")]
     assert namespace["local_auth_enabled"] is False  # no SAS keys anywhere on the path
     text = (INFRASTRUCTURE / "main.alerts.tf").read_text()
-    assert "principal_id = module.edge.iothub_principal_id" in text
+    assert re.search(r"iothub_principal_id\s*=\s*module\.edge\.iothub_principal_id", text)
 
 
 # ------------------------------------------------------------------------------------------------

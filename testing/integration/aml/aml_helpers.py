@@ -41,7 +41,7 @@ PIPELINE_VARIABLES = {
     "IOTHUB_HOSTNAME": "iot-ppe-dev-ab12.azure-devices.net",
     "KEY_VAULT_NAME": "kv-ppe-dev-ab12",
     "STORAGE_ACCOUNT_NAME": "stppedevab12",
-    "ADO_SERVICE_CONNECTION": "sc-ppe-dev-azure",
+    "ADO_SERVICE_CONNECTION": "sc-ppe-azure",
     "ADO_ENVIRONMENT_STAGING": "staging",
     "ADO_ENVIRONMENT_PRODUCTION": "production",
     "EDGE_REGISTRY_TOKEN_NAME": "edge-pull",

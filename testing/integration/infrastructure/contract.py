@@ -31,6 +31,9 @@ PIPELINE_VARIABLE_KEYS: frozenset[str] = frozenset(
         "EDGE_REGISTRY_PASSWORD_SECRET",
         "EDGE_DEPLOYMENTS_TO_KEEP",
         "MODEL_NAME",
+        "ADO_DEFAULT_BRANCH",
+        "TERRAFORM_STATE_KEY",
+        "TERRAFORM_VAR_FILE",
     }
 )
 

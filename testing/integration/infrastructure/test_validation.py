@@ -27,6 +27,8 @@ SUBNET = (
 # (root folder, variable) -> (good values, bad values). Defaults are checked as good values too.
 CASES: dict[tuple[str, str], tuple[list[Any], list[Any]]] = {
     ("", "subscription_id"): ([GUID], ["my-subscription", "", GUID + "0", "{" + GUID + "}"]),
+    ("", "iac_principal_id"): ([GUID], ["id-ppe-iac", "", GUID + "0"]),
+    ("", "operator_principal_ids"): ([[], [GUID]], [["someone@contoso.com"], [""]]),
     ("", "location"): (["eastus2", "swedencentral"], ["West Europe", "westeurope ", "", "2east"]),
     ("", "workload"): (["ppe", "hardhat1"], ["PPE", "p", "hard-hat", "toolongname", "1ppe"]),
     ("", "environment"): (["prod", "stage"], ["production", "Dev", "qa", ""]),
@@ -78,7 +80,7 @@ CASES: dict[tuple[str, str], tuple[list[Any], list[Any]]] = {
     ),
     ("", "ado_default_branch"): (["refs/heads/main", "refs/heads/release/1.0"], ["main", ""]),
     ("", "ado_production_approver_ids"): ([[GUID]], [[], ["someone@contoso.com"]]),
-    ("", "ado_minimum_reviewers"): ([1, 10], [0, 11, 1.5]),
+    ("", "ado_minimum_reviewers"): ([0, 1, 10], [-1, 11, 1.5]),
     ("", "edge_deployments_to_keep"): ([0, 3, 23], [-1, 24, 1.5]),
     ("bootstrap", "subscription_id"): ([GUID], ["sub", ""]),
     ("bootstrap", "location"): (["westeurope"], ["West Europe"]),
@@ -86,6 +88,8 @@ CASES: dict[tuple[str, str], tuple[list[Any], list[Any]]] = {
     ("bootstrap", "storage_account_name"): (["stppetfstate01"], ["st", "St-State", "s" * 25]),
     ("bootstrap", "state_key"): (["ppe-dev.tfstate", "env/prod.tfstate"], ["state.json", ""]),
     ("bootstrap", "allowed_ip_ranges"): ([["198.51.100.7/32"]], [["198.51.100.7"]]),
+    ("bootstrap", "log_retention_days"): ([30, 730], [7, 731, 45.5]),
+    ("bootstrap", "iac_identity_name"): (["id-ppe-iac", "id_iac-2"], ["id", "-iac", "id iac"]),
     ("bootstrap", "tags"): ([{"owner": "me"}], [{f"k{i}": "v" for i in range(49)}]),
     ("examples/dev_low_cost", "subscription_id"): ([GUID], ["sub"]),
     ("examples/dev_low_cost", "ado_org_service_url"): (
@@ -93,6 +97,7 @@ CASES: dict[tuple[str, str], tuple[list[Any], list[Any]]] = {
         ["https://github.com/contoso"],
     ),
     ("examples/dev_low_cost", "ado_production_approver_ids"): ([[GUID]], [[]]),
+    ("examples/dev_low_cost", "iac_principal_id"): ([GUID], ["id-ppe-iac"]),
 }
 
 # Bool switches need no validation; their type already admits only true and false.

@@ -57,6 +57,7 @@ PREDEFINED_VARIABLES = frozenset(
         "Build.SourcesDirectory",
         "Common.TestResultsDirectory",
         "Pipeline.Workspace",
+        "System.AccessToken",
         "System.CollectionUri",
         "System.DefaultWorkingDirectory",
     }
