@@ -40,15 +40,16 @@ $(NODE_TOOLS)/node_modules/.installed: $(NODE_TOOLS)/package.json $(NODE_TOOLS)/
 
 setup-node: $(NODE_TOOLS)/node_modules/.installed  ## npm validators from package-lock.json
 
-# checkov and iotedgedev each get their own environment: checkov's HCL fork shadows python-hcl2's
-# `hcl2` import, and iotedgedev pins azure-cli-core, which conflicts with azure-ai-ml's range.
+# checkov, iotedgedev and azure-cli each get their own environment: checkov's HCL fork shadows
+# python-hcl2's `hcl2` import, and iotedgedev and azure-cli pin azure-cli-core / azure-core ranges
+# that conflict with azure-ai-ml's.
 .venv-%/.synced: $(NODE_TOOLS)/%/requirements.txt | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) .venv-$*
 	$(UV) pip install --quiet --python .venv-$*/bin/python --require-hashes -r $<
 	touch $@
 
 TOOL_ENVS := $(patsubst $(NODE_TOOLS)/%/requirements.txt,.venv-%/.synced,$(wildcard $(NODE_TOOLS)/*/requirements.txt))
-setup-tools: $(TOOL_ENVS)  ## Separate environments for checkov and iotedgedev
+setup-tools: $(TOOL_ENVS)  ## Separate environments for checkov, iotedgedev and azure-cli
 
 setup-system:  ## Debian packages the tests use (mosquitto, chromium, openssl)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
