@@ -272,7 +272,7 @@ def lines() -> list[CommandLine]:
 def test_the_pipelines_and_scripts_contain_az_commands(lines: list[CommandLine]) -> None:
     # The extraction must see the calls the permission matrix covers.
     text = " ".join(str(line) for line in lines)
-    for expected in ("az acr build", "az storage account list", "az iot edge set-modules"):
+    for expected in ("az acr build", "az storage account list", "az iot edge deployment create"):
         assert expected in text, expected
     assert len(lines) >= 15
 
