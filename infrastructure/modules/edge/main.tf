@@ -95,11 +95,12 @@ resource "time_rotating" "edge_pull_password" {
   rotation_days = var.password_rotation_days
 }
 
+
 resource "azurerm_container_registry_token_password" "edge_pull" {
   container_registry_token_id = azurerm_container_registry_token.edge_pull.id
 
   password1 {
-    expiry = time_rotating.edge_pull_password.rotation_rfc3339
+    expiry = local.password_expiry
   }
 }
 
@@ -108,6 +109,6 @@ resource "azurerm_key_vault_secret" "edge_pull_password" {
   key_vault_id    = var.key_vault_id
   value           = azurerm_container_registry_token_password.edge_pull.password1[0].value
   content_type    = "text/plain; acr-token=${var.registry_token_name}"
-  expiration_date = time_rotating.edge_pull_password.rotation_rfc3339
+  expiration_date = local.password_expiry
   tags            = var.tags
 }

@@ -47,6 +47,9 @@ PIPELINE_VARIABLES = {
     "EDGE_REGISTRY_TOKEN_NAME": "edge-pull",
     "EDGE_REGISTRY_PASSWORD_SECRET": "edge-registry-token-password",
     "EDGE_DEPLOYMENTS_TO_KEEP": "3",
+    "ADO_DEFAULT_BRANCH": "refs/heads/main",
+    "TERRAFORM_STATE_KEY": "ppe-dev.tfstate",
+    "TERRAFORM_VAR_FILE": "environments/dev.tfvars",
     "MODEL_NAME": "ppe-hardhat-yolov3",
 }
 
