@@ -31,7 +31,7 @@ resource "azurerm_servicebus_queue" "alerts" {
   # the consumer de-duplicates by alert id instead.
   requires_duplicate_detection         = false
   requires_session                     = false
-  max_delivery_count                   = var.max_delivery_count
+  max_delivery_count                   = 10 # then the dead-letter sub-queue
   lock_duration                        = "PT1M"
   default_message_ttl                  = "P14D"
   dead_lettering_on_message_expiration = true
@@ -161,9 +161,9 @@ resource "azurerm_storage_container" "records" {
 # the operator stores the URL once. Until then ppe.alerts refuses to start with this text.
 resource "azurerm_key_vault_secret" "webhook" {
   #checkov:skip=CKV_AZURE_41:A webhook URL has no expiry of its own; its owner rotates it with az keyvault secret set.
-  name         = var.webhook_secret_name
+  name         = "alert-webhook-url"
   key_vault_id = var.key_vault_id
-  value        = "not set: store the webhook URL with az keyvault secret set --vault-name ${element(split("/", var.key_vault_id), length(split("/", var.key_vault_id)) - 1)} --name ${var.webhook_secret_name} --value <https URL>"
+  value        = "not set: store the webhook URL with az keyvault secret set --vault-name ${element(split("/", var.key_vault_id), length(split("/", var.key_vault_id)) - 1)} --name alert-webhook-url --value <https URL>"
   content_type = "text/uri-list"
   tags         = var.tags
 

@@ -57,21 +57,9 @@ variable "module_id" {
   default     = "ppedetector"
 }
 
-variable "max_delivery_count" {
-  type        = number
-  description = "Deliveries of one message before Service Bus moves it to the dead-letter sub-queue."
-  default     = 10
-}
-
 variable "key_vault_id" {
   type        = string
   description = "Key vault that keeps the webhook URL (a secret: it carries its own signature, so it never passes through a Terraform variable)."
-}
-
-variable "webhook_secret_name" {
-  type        = string
-  description = "Name of the key vault secret that holds the webhook URL; the operator stores the URL there once (az keyvault secret set)."
-  default     = "alert-webhook-url"
 }
 
 variable "application_insights_connection_string" {

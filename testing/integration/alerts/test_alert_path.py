@@ -113,6 +113,11 @@ def test_the_queue_is_a_valid_iot_hub_endpoint(alerts_tf: dict[tuple[str, str], 
     assert queue["requires_duplicate_detection"] is False
     assert queue["requires_session"] is False
     assert queue["dead_lettering_on_message_expiration"] is True
+    # A message that keeps failing (malformed) is dead-lettered after this many deliveries
+    # (https://learn.microsoft.com/azure/service-bus-messaging/service-bus-dead-letter-queues),
+    # as infrastructure/README.md tells the operator.
+    assert queue["max_delivery_count"] == 10
+    assert "after 10 attempts" in (INFRASTRUCTURE / "README.md").read_text()
     endpoint = alerts_tf[("azurerm_iothub_endpoint_servicebus_queue", "alerts")]
     assert endpoint["authentication_type"] == "identityBased"
     assert endpoint["entity_path"] == "${azurerm_servicebus_queue.alerts.name}"
