@@ -47,6 +47,9 @@ PIPELINE_VARIABLES = {
     "EDGE_REGISTRY_TOKEN_NAME": "edge-pull",
     "EDGE_REGISTRY_PASSWORD_SECRET": "edge-registry-token-password",
     "MODEL_NAME": "ppe-hardhat-yolov3",
+    "ADO_DEFAULT_BRANCH": "refs/heads/main",
+    "TERRAFORM_STATE_KEY": "ppe-dev.tfstate",
+    "TERRAFORM_VAR_FILE": "environments/dev.tfvars",
 }
 
 
