@@ -29,6 +29,7 @@ module "alerts" {
   key_vault_id                           = azurerm_key_vault.this.id
   application_insights_connection_string = azurerm_application_insights.this.connection_string
 
-  # Terraform needs its data-plane role on the vault before it writes the webhook secret.
-  depends_on = [azurerm_role_assignment.deployer_key_vault_secrets]
+  # Terraform needs its data-plane role on the vault (and its propagation) before it writes the
+  # webhook secret.
+  depends_on = [time_sleep.key_vault_rbac]
 }

@@ -51,6 +51,9 @@ PIPELINE_VARIABLES = {
     "TERRAFORM_STATE_KEY": "ppe-dev.tfstate",
     "TERRAFORM_VAR_FILE": "environments/dev.tfvars",
     "MODEL_NAME": "ppe-hardhat-yolov3",
+    "ADO_DEFAULT_BRANCH": "refs/heads/main",
+    "TERRAFORM_STATE_KEY": "ppe-dev.tfstate",
+    "TERRAFORM_VAR_FILE": "environments/dev.tfvars",
 }
 
 

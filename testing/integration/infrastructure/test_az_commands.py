@@ -101,7 +101,7 @@ def command_lines_in(code: str, where: str, first_line: int = 1) -> list[Command
         segment = _segment(joined, match.end())
         line = first_line + joined[: match.start()].count("\n")
         try:
-            argv = tuple(shlex.split(segment, comments=False))
+            argv = tuple(shlex.split(segment, comments=True))
         except ValueError as error:
             pytest.fail(f"{where}:{line}: cannot split {segment!r}: {error}")
         found.append(CommandLine(f"{where}:{line}", argv))
