@@ -4,7 +4,8 @@
 #   az functionapp deployment source config-zip --resource-group "$AZURE_RESOURCE_GROUP" \
 #     --name "$(terraform -chdir=infrastructure output -raw alerts_function_app_name)" \
 #     --src dist/alerts-function.zip --build-remote true
-# (the remote build installs requirements.txt on the Flex Consumption plan).
+# (the remote build installs requirements.txt on the Flex Consumption plan), after removing the
+# empty AzureWebJobsStorage setting azurerm writes (infrastructure/README.md, "Edge alerts").
 #
 # Usage: environments/functions/alerts/package.sh [OUT_ZIP]   (default dist/alerts-function.zip)
 set -euo pipefail

@@ -240,7 +240,10 @@ resource "azurerm_function_app_flex_consumption" "this" {
     minimum_tls_version                    = "1.2"
   }
 
-  # Read by environments/functions/alerts/function_app.py and ppe.alerts.settings.
+  # Read by environments/functions/alerts/function_app.py and ppe.alerts.settings. The host's
+  # storage is identity-based (AzureWebJobsStorage__*); azurerm also writes an AzureWebJobsStorage
+  # connection string with an empty key, which must be deleted after apply (hashicorp/
+  # terraform-provider-azurerm#29693; infrastructure/README.md, "Edge alerts reach a person").
   app_settings = {
     AzureWebJobsStorage__accountName            = azurerm_storage_account.this.name
     AzureWebJobsStorage__credential             = "managedidentity"

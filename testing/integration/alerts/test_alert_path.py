@@ -154,6 +154,18 @@ def test_the_function_app_settings_are_the_ones_the_code_reads(
         "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.webhook.versionless_id})"
     )
     assert app["runtime_name"] == "python" and app["runtime_version"] == "3.11"
+    # Host storage through the user-assigned identity needs __credential and __clientId
+    # (https://learn.microsoft.com/azure/azure-functions/functions-reference#common-properties-for-identity-based-connections).
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert settings["AzureWebJobsStorage__clientId"] == (
+        "${azurerm_user_assigned_identity.consumer.client_id}"
+    )
+    # A plain AzureWebJobsStorage would win over those; azurerm adds an empty one anyway
+    # (hashicorp/terraform-provider-azurerm#29693), so the documented deploy removes it.
+    assert "AzureWebJobsStorage" not in settings
+    readme = (INFRASTRUCTURE / "README.md").read_text()
+    assert "az functionapp config appsettings delete" in readme
+    assert "--setting-names AzureWebJobsStorage" in readme
     (binding,) = function_app.app.get_functions()[0].get_bindings()
     assert binding.type == "serviceBusTrigger"
     assert binding.queue_name == f"%{function_app.QUEUE_SETTING}%"
