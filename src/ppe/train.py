@@ -29,11 +29,13 @@ from typing import Any
 
 from ppe.config import Config
 from ppe.errors import PpeError
+from ppe.run.documents import DatasetRecord, TrainingSummary
+from ppe.run.layout import TRAIN_SUMMARY_FILE, dataset_file, train_summary_file
+from ppe.run.layout import model_dir as trained_model_dir
 
 logger = logging.getLogger(__name__)
 
 BACKUP_DIR = Path("checkpoints") / "backup"
-SUMMARY_FILE = "train.json"
 RUN_STATE_FILE = "run_state.json"
 
 
@@ -243,7 +245,7 @@ class _MlflowTracker:
         return Logger()
 
     def finish(self, status: str, summary: Mapping[str, Any]) -> None:
-        self._mlflow.log_dict(dict(summary), "train.json")
+        self._mlflow.log_dict(dict(summary), TRAIN_SUMMARY_FILE)
         self._mlflow.end_run(status=status)
 
 
@@ -323,17 +325,12 @@ def train(
             f"{data_dir}: the train split is empty; add images to ImageSets/Main/train.txt"
         )
     data_hash = dataset_hash(data_dir)
-    (out_dir / "dataset.json").write_text(
-        json.dumps(
-            {
-                "data_hash": data_hash,
-                "path": str(data_dir),
-                "train": len(train_samples),
-                "val": len(val_samples),
-            },
-            indent=2,
-        )
-    )
+    DatasetRecord(
+        data_hash=data_hash,
+        path=str(data_dir),
+        train=len(train_samples),
+        val=len(val_samples),
+    ).write(dataset_file(out_dir))
     resumed_from = _backup_epoch(out_dir)
     if resumed_from:
         logger.info("resuming %s from the end of epoch %d", out_dir, resumed_from)
@@ -411,7 +408,7 @@ def train(
     epochs_run = config.train.epochs - resumed_from
     images_per_second = epochs_run * steps * batch / max(elapsed, 1e-9)
     history_dict = {k: [float(v) for v in values] for k, values in history.history.items()}
-    model_dir = out_dir / "model"
+    model_dir = trained_model_dir(out_dir)
     save_model_dir(
         model,
         spec,
@@ -423,21 +420,20 @@ def train(
             "mlflow_run_id": tracker.run_id if tracker else None,
         },
     )
-    summary = {
-        "epochs": config.train.epochs,
-        "resumed_from_epoch": resumed_from,
-        "steps_per_epoch": steps,
-        "batch_size": batch,
-        "seconds": round(elapsed, 2),
-        "images_per_second": round(images_per_second, 2),
-        "history": history_dict,
-        "data_hash": data_hash,
-        "config_hash": config.hash(),
-        "mlflow_run_id": tracker.run_id if tracker else None,
-        "replicas": strategy.num_replicas_in_sync,
-        "tensorflow": tf.__version__,
-    }
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    TrainingSummary(
+        epochs=config.train.epochs,
+        resumed_from_epoch=resumed_from,
+        steps_per_epoch=steps,
+        batch_size=batch,
+        seconds=round(elapsed, 2),
+        images_per_second=round(images_per_second, 2),
+        history=history_dict,
+        data_hash=data_hash,
+        config_hash=config.hash(),
+        mlflow_run_id=tracker.run_id if tracker else None,
+        replicas=strategy.num_replicas_in_sync,
+        tensorflow=tf.__version__,
+    ).write(train_summary_file(out_dir))
     logger.info(
         "trained %d epochs (%.1f images/s); model folder: %s",
         epochs_run,
