@@ -60,6 +60,18 @@ def configure_logging(verbosity: int) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def run_command(argv: Sequence[str]) -> None:
+    """Run one ``ppe`` command line in this process; errors propagate as exceptions.
+
+    Raises:
+        PpeError: the command failed, or it returned a non-zero status.
+    """
+    args = get_args_parser().parse_args(list(argv))
+    status = args.func(args)
+    if status:
+        raise PpeError(f"`ppe {' '.join(argv)}` exited with status {status}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``ppe`` subcommand and return its exit status."""
     parser = get_args_parser()

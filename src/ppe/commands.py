@@ -95,10 +95,17 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _pipeline_run(args: argparse.Namespace) -> int:
-    from ppe.run.local import run_pipeline
+    from ppe.cli import run_command
+    from ppe.pipeline.local import run_pipeline
 
     config = load_config(args.config, args.overrides)
-    result = run_pipeline(config, args.out, run_id=args.run_id, tracking=not args.no_tracking)
+    result = run_pipeline(
+        config,
+        args.out,
+        execute=run_command,
+        run_id=args.run_id,
+        tracking=not args.no_tracking,
+    )
     verdict = "promoted to champion" if result.promoted else "not promoted (champion kept)"
     logger.info(
         "run %s: mAP@0.5 %s, %s; report: %s",

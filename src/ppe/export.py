@@ -108,7 +108,7 @@ def latency_ms(predict: Any, size: int, runs: int = LATENCY_RUNS) -> dict[str, f
 
 def export_model_dir(
     model_dir: Path, data_dir: Path, out_dir: Path, config: Config, num_threads: int = 2
-) -> dict[str, Any]:
+) -> ExportMetrics:
     """Export a model folder to LiteRT and measure every backend on the evaluation split.
 
     Args:

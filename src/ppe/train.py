@@ -377,8 +377,10 @@ def train(
             global_clipnorm=10.0,
         )
         trainer.compile(optimizer=optimizer, jit_compile=config.train.jit_compile)
-        # BackupAndRestore restores into a built model: build it with one dummy batch.
+        # BackupAndRestore restores into a built model: build it with one dummy batch, and the
+        # optimizer's slots (multi-worker training skips Keras's own build, see YoloTrainer).
         trainer(tf.zeros((1, spec.image_size, spec.image_size, 3)))
+        optimizer.build(trainer.trainable_variables)
 
     tracker = (
         _MlflowTracker(tracking_uri, config.tracking.experiment, out_dir) if tracking_uri else None

@@ -164,7 +164,7 @@ def _data_upload_command(args: argparse.Namespace) -> int:
 def _run_local_command(args: argparse.Namespace) -> int:
     from ppe.aml.local_run import run_pipeline_job
     from ppe.config import RegistryConfig
-    from ppe.run.local import new_run_id
+    from ppe.run.layout import new_run_id
 
     data: dict[str, Path] = {}
     for item in args.inputs:

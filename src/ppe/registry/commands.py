@@ -1,7 +1,7 @@
 """``ppe champion``, ``ppe register`` and ``ppe models list|show|download``.
 
 ``ppe champion`` is the pipeline's champion step: it finds the registry's champion, downloads it
-and evaluates it on the run's data (see :mod:`ppe.run.champion`).
+and evaluates it on the run's data (see :mod:`ppe.registry.champion`).
 
 ``ppe register`` registers **every** evaluated candidate, promoted or not, so each one stays
 traceable (its version carries map50, data_hash, config_hash, git_commit and run_id tags, and the
@@ -185,7 +185,7 @@ def _register_command(args: argparse.Namespace) -> int:
 
 
 def _champion_command(args: argparse.Namespace) -> int:
-    from ppe.run.champion import resolve_champion
+    from ppe.registry.champion import resolve_champion
 
     config = load_config(args.config, args.overrides)
     data_dir = Path(args.data)

@@ -402,7 +402,7 @@ def build_report(inputs: ReportInputs, report_dir: Path, title: str) -> Path:
             for name in classes
         ]
         thresholds = metrics["thresholds"]
-        facts = [
+        facts: list[list[Any]] = [
             ["mAP@0.5", _fmt(metrics.get("map50"))],
             ["split", metrics.get("split")],
             ["images", metrics["counts"]["images"]],

@@ -30,8 +30,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ppe.errors import PpeError
 from ppe.files import write_json_atomic
 
-GATE_SCHEMA_VERSION = 1
-
 
 class DocumentError(PpeError):
     """A step's document is missing, not JSON, or does not have the fields its writer writes."""
@@ -215,7 +213,7 @@ class GateDecision(Document):
 
     WRITER: ClassVar[str] = "ppe gate"
 
-    schema_version: Literal[1] = GATE_SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     promote: bool
     reason: str
     rule: str

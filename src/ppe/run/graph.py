@@ -6,7 +6,7 @@ output folder (named after the step) and the ``ppe`` command line that runs it, 
 folder) and the :class:`Token` values that each runner renders its own way (the config file, the
 run id, whether to track). Both runners are generated from :data:`STEPS`:
 
-* :mod:`ppe.run.local` (``ppe pipeline run``) renders the tokens to folders of the run
+* :mod:`ppe.pipeline.local` (``ppe pipeline run``) renders the tokens to folders of the run
   (:class:`ppe.run.layout.RunLayout`) and runs the steps in order, in one process;
 * :mod:`ppe.aml.components` renders them to Azure ML's ``${{inputs.*}}``/``${{outputs.*}}``
   bindings, one command component per step, wired by the same inputs.

@@ -21,6 +21,7 @@ Standard library only.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 # Files in the run folder (local runner) and in the code snapshot (Azure ML).
@@ -44,6 +45,11 @@ REPORT_ZIP = "report.zip"
 LABELS_FILE = "labels.txt"
 MODEL_JSON = "model.json"
 MODEL_KERAS = "model.keras"
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A sortable run id from the UTC time, e.g. ``20261123-141502`` (a run folder's name)."""
+    return (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
 
 
 def model_dir(train_dir: Path) -> Path:

@@ -20,7 +20,8 @@ import yaml
 
 from ppe.aml.components import PPE, ROOT_RUN_ID
 from ppe.aml.pipeline import job_yaml
-from ppe.run import graph, local
+from ppe.pipeline import local
+from ppe.run import graph
 from ppe.run.layout import CONFIG_FILE, RunLayout
 
 pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.RemovedInMarshmallow4Warning")

@@ -8,12 +8,12 @@ command line its Azure ML component runs, with its folders taken from the run la
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from ppe.config import Config
 from ppe.errors import PpeError
 from ppe.run import graph, layout
 from ppe.run.documents import EvaluationMetrics, GateDecision
-from ppe.run.layout import RunLayout
+from ppe.run.layout import RunLayout, new_run_id
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +37,6 @@ class PipelineResult:
     map50: float | None
     report: Path | None
     steps: dict[str, float] = field(default_factory=dict)
-
-
-def new_run_id(now: datetime | None = None) -> str:
-    """A sortable run id from the UTC time, e.g. ``20261123-141502``."""
-    return (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
 
 
 def step_argv(
@@ -84,20 +79,6 @@ def plan(
     return [(step, step_argv(step, run, ports, run_id, tracking)) for step in graph.STEPS]
 
 
-def run_step_command(argv: list[str]) -> None:
-    """Run one ``ppe`` command line in this process (errors propagate as exceptions).
-
-    Raises:
-        PpeError: the command failed, or it returned a non-zero status.
-    """
-    from ppe.cli import get_args_parser
-
-    args = get_args_parser().parse_args(argv)
-    status = args.func(args)
-    if status:
-        raise PpeError(f"`ppe {' '.join(argv)}` exited with status {status}")
-
-
 class _Timer:
     """Times each step and records it in ``pipeline.json``."""
 
@@ -129,6 +110,7 @@ def run_pipeline(
     config: Config,
     out_root: Path,
     *,
+    execute: Callable[[list[str]], None],
     run_id: str | None = None,
     tracking: bool = True,
 ) -> PipelineResult:
@@ -137,6 +119,8 @@ def run_pipeline(
     Args:
         config: The resolved config (saved as the run's ``config.yaml``, which every step reads).
         out_root: Runs are created under it as ``<out_root>/<run id>/``.
+        execute: Runs one ``ppe`` command line in this process and raises on failure
+            (:func:`ppe.cli.run_command`; the runner itself knows no command line parser).
         run_id: The run id (default: the UTC time).
         tracking: Record training with MLflow (the URI: config, ``MLFLOW_TRACKING_URI``, or the
             embedded store, as ``ppe train`` resolves it).
@@ -160,7 +144,7 @@ def run_pipeline(
 
     ports = {"data": timer.time(DATA_STEP, lambda: prepare_data(config, run.run_dir))}
     for step, argv in plan(run, ports, run_id, tracking):
-        timer.time(step.name, lambda argv=argv: run_step_command(argv))
+        timer.time(step.name, functools.partial(execute, argv))
 
     decision = GateDecision.read(layout.gate_file(run.port("gate")))
     metrics = EvaluationMetrics.read(layout.metrics_file(run.port("evaluate")))
