@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ppe.config import add_config_arguments, load_config
-from ppe.errors import PpeError
+from ppe.errors import DocumentError, GateError
 from ppe.run import layout
-from ppe.run.documents import ChampionRecord, DocumentError, EvaluationMetrics, GateDecision
+from ppe.run.documents import ChampionRecord, EvaluationMetrics, GateDecision
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +41,6 @@ logger = logging.getLogger(__name__)
 _ROUNDING = 1e-12
 
 ChampionEvaluator = Callable[[], Mapping[str, Any] | EvaluationMetrics]
-
-
-class GateError(PpeError):
-    """The gate cannot compare the two models (bad or incomparable metrics files)."""
 
 
 def rule_text(metric: str, margin: float) -> str:

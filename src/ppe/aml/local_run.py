@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from ppe.errors import PpeError
+from ppe.errors import RunLocalError
 from ppe.run.layout import CONFIG_FILE
 
 logger = logging.getLogger(__name__)
@@ -47,10 +47,6 @@ _OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
 _PARENT_INPUT = re.compile(r"^\$\{\{parent\.inputs\.([A-Za-z0-9_]+)\}\}$")
 _PARENT_OUTPUT = re.compile(r"^\$\{\{parent\.jobs\.([A-Za-z0-9_]+)\.outputs\.([A-Za-z0-9_]+)\}\}$")
 LOG_TAIL_LINES = 15
-
-
-class RunLocalError(PpeError):
-    """The job YAML cannot run here, or one of its nodes failed."""
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,8 @@ def synth_command(args: argparse.Namespace) -> int:
 
 def check_command(args: argparse.Namespace) -> int:
     """``ppe data check``: problems on stdout and 1, or a summary line and 0."""
-    from ppe.data.check import DatasetInvalidError, summarize_dataset
+    from ppe.data.check import summarize_dataset
+    from ppe.errors import DatasetInvalidError
 
     config = load_config(args.config, args.overrides)
     try:

@@ -27,12 +27,8 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ppe.errors import PpeError
+from ppe.errors import DocumentError
 from ppe.files import write_json_atomic
-
-
-class DocumentError(PpeError):
-    """A step's document is missing, not JSON, or does not have the fields its writer writes."""
 
 
 class Document(BaseModel):

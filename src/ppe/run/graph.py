@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from ppe.errors import GraphError
 from ppe.run import layout
 
 #: The pipeline's inputs (on Azure ML: the registered data asset; locally: the prepared data).
@@ -230,10 +231,6 @@ STEPS: tuple[Step, ...] = (
         ),
     ),
 )
-
-
-class GraphError(ValueError):
-    """The step graph is inconsistent (a programming error, caught by the tests)."""
 
 
 def check_graph(steps: tuple[Step, ...] = STEPS, inputs: tuple[str, ...] = GRAPH_INPUTS) -> None:

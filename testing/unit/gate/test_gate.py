@@ -11,7 +11,8 @@ import pytest
 from testing.helpers import EVALUATION_THRESHOLDS, evaluation_metrics
 
 from ppe.cli import main
-from ppe.gate import GateError, decide, run_gate
+from ppe.errors import GateError
+from ppe.gate import decide, run_gate
 
 
 def metrics(map50: Any, **overrides: Any) -> dict[str, Any]:
