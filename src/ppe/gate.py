@@ -15,21 +15,19 @@ The ``metrics.json`` fields compared: ``map50`` (the metric), ``ap`` (per class)
 :class:`ppe.run.documents.EvaluationMetrics`. :func:`decide` itself takes mappings and also
 honours ``status`` (anything other than ``"ok"`` marks a failed evaluation) and ``error``.
 
-``ppe gate`` writes ``gate.json`` atomically and exits 0 whether or not it promotes (the decision
-is data); it exits non-zero only on errors. This module imports nothing heavy at top level (the
-CLI imports it at start-up).
+``ppe gate`` (:mod:`ppe.cli.gate`) writes ``gate.json`` atomically and exits 0 whether or not it
+promotes (the decision is data); it exits non-zero only on errors. This module imports nothing
+heavy at top level (the CLI imports it at start-up).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ppe.config import add_config_arguments, load_config
 from ppe.errors import DocumentError, GateError
 from ppe.run import layout
 from ppe.run.documents import ChampionRecord, EvaluationMetrics, GateDecision
@@ -294,48 +292,3 @@ def run_gate(
     decision.write(out)
     logger.info("%s (written to %s)", decision.reason, out)
     return decision
-
-
-def _command(args: argparse.Namespace) -> int:
-    config = load_config(args.config, args.overrides)
-    champion_path = Path(args.champion) if args.champion else None
-    champion_version = None
-    if args.champion_dir:
-        record, champion_path = read_champion(Path(args.champion_dir))
-        champion_version = record.version
-    run_gate(
-        Path(args.challenger),
-        champion_path,
-        Path(args.out),
-        margin=config.gate.margin,
-        metric=config.gate.metric,
-        champion_version=champion_version,
-    )
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """Add ``ppe gate`` to the CLI."""
-    parser = subparsers.add_parser(
-        "gate",
-        help="champion/challenger decision from two metrics.json files",
-        description=(
-            "Compare the challenger's metrics.json with the champion's and write gate.json "
-            "(promote true/false and why). Exit status 0 whether or not it promotes."
-        ),
-    )
-    parser.add_argument("--challenger", required=True, metavar="METRICS_JSON")
-    champion = parser.add_mutually_exclusive_group()
-    champion.add_argument(
-        "--champion",
-        metavar="METRICS_JSON",
-        help="the champion's metrics on the same data and split (omit when there is no champion)",
-    )
-    champion.add_argument(
-        "--champion-dir",
-        metavar="DIR",
-        help="the output of `ppe champion` (champion.json, and the champion's evaluation)",
-    )
-    parser.add_argument("--out", required=True, metavar="GATE_JSON")
-    add_config_arguments(parser)
-    parser.set_defaults(func=_command)

@@ -136,7 +136,7 @@ class AmlSettings:
         """Variables a job needs to reach the workspace itself (the Azure ML registry backend).
 
         Returns the contract's keys, plus ``AZUREML_WORKSPACE_NAME``, the name
-        :mod:`ppe.registry.commands` reads for the workspace.
+        :mod:`ppe.cli.registry` reads for the workspace.
         """
         values = {SETTINGS_KEYS[name]: getattr(self, name) for name in SETTINGS_KEYS}
         values["AZUREML_WORKSPACE_NAME"] = self.workspace

@@ -204,7 +204,7 @@ def test_every_component_command_is_a_valid_ppe_invocation(
 
 
 def test_model_download_runs_a_valid_ppe_invocation(tmp_path: Path) -> None:
-    from ppe.aml.commands import model_download_argv
+    from ppe.cli.aml import model_download_argv
 
     argv = model_download_argv(tmp_path / "champion", "smoke", ["train.epochs=1"])
     args = _parse([*argv, "--set", "registry.model_name=x"], "ppe aml models download")

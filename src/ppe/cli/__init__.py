@@ -21,13 +21,13 @@ logger = logging.getLogger("ppe")
 
 # Modules that add subcommands, in the order `ppe --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "ppe.data.commands",
-    "ppe.model.commands",
-    "ppe.commands",
+    "ppe.cli.data",
+    "ppe.cli.model",
+    "ppe.cli.steps",
     "ppe.edge.commands",
-    "ppe.gate",
-    "ppe.registry.commands",
-    "ppe.aml.commands",
+    "ppe.cli.gate",
+    "ppe.cli.registry",
+    "ppe.cli.aml",
 )
 
 

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ppe.config import add_config_arguments, load_config
+from ppe.cli.options import add_config_arguments
+from ppe.config import load_config
 
 logger = logging.getLogger(__name__)
 
