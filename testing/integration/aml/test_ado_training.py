@@ -77,3 +77,37 @@ def test_no_caller_passes_the_champion_in() -> None:
     # The job's champion step reads the workspace's registry itself (ppe.run.graph).
     for path in PIPELINES.rglob("*.yml"):
         assert "--champion-metrics" not in path.read_text(encoding="utf-8"), path
+
+
+def _promote_line() -> str:
+    download = next(s for s in _steps_of(_load(JOB)) if "az ml job download" in str(s))
+    script = download["parameters"]["script"]
+    return next(line.strip() for line in script.splitlines() if line.strip().startswith("promote="))
+
+
+def test_the_gate_decision_is_read_by_the_gate_documents_reader(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from testing.helpers import evaluation_metrics
+
+    from ppe.gate import decide
+    from ppe.run.documents import GateDecision
+
+    decision = decide(evaluation_metrics(0.5), None, margin=0.0)
+    assert isinstance(decision, GateDecision)
+    decision.write(tmp_path / "gate.json")
+    line = _promote_line().replace("$(amlOut)", str(tmp_path))
+    line = line.replace(".venv/bin/python", sys.executable)
+    script = f'{line}\necho "$promote"'
+    result = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "true"
+    # A gate.json that is not the gate's document fails the step, with the reason.
+    (tmp_path / "gate.json").write_text('{"promote": "yes"}')
+    result = subprocess.run(
+        ["bash", "-c", f"set -e\n{script}"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode != 0 and "GateDecision" in result.stderr
