@@ -69,10 +69,11 @@ test: setup  ## Run the whole test suite
 test-unit: setup-python  ## Unit tests only (no external tools)
 	$(PY) -m pytest testing/unit $(PYTEST_ARGS)
 
-lint: setup-python  ## ruff (lint + format check) and mypy --strict
+lint: setup-python  ## ruff (lint + format check), mypy --strict and the import-linter layer contracts
 	$(VENV)/bin/ruff check src testing benchmarks notebooks
 	$(VENV)/bin/ruff format --check src testing benchmarks notebooks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-logo
 
 format: setup-python  ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix src testing benchmarks notebooks

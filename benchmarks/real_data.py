@@ -93,7 +93,7 @@ def prepare_dataset(data: Path, out: Path, seed: int) -> tuple[Path, str]:
 
 def _coco_transfer(weights: Path, out: Path) -> Path:
     """``ppe weights import-darknet --classes helmet,head`` into ``out``."""
-    from ppe.model.commands import import_darknet
+    from ppe.cli.model import import_darknet
 
     import_darknet(
         argparse.Namespace(

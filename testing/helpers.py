@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def run_ppe(
@@ -56,3 +57,46 @@ def chromium_path() -> str:
     if not found:
         pytest.fail("Chromium is missing: run `make setup-system` (Debian package chromium)")
     return found
+
+
+EVALUATION_THRESHOLDS = {
+    "score_threshold": 0.01,
+    "nms_iou_threshold": 0.45,
+    "nms": "class-aware hard NMS",
+    "max_detections": 100,
+    "iou_threshold": 0.5,
+    "ap_definition": "PASCAL VOC 2010+ all-point, +1-pixel IoU, difficult ignored",
+}
+
+
+def evaluation_metrics(map50: Any, **overrides: Any) -> dict[str, Any]:
+    """A complete ``metrics.json`` as ``ppe evaluate`` writes it (two classes, made-up counts)."""
+    classes = ["helmet", "head"]
+    counts = {
+        "ap": map50,
+        "num_ground_truth": 4,
+        "num_difficult": 0,
+        "num_detections": 5,
+        "tp": 3,
+        "fp": 2,
+        "ignored": 0,
+    }
+    data: dict[str, Any] = {
+        "map50": map50,
+        "ap": {name: map50 for name in classes},
+        "per_class": {name: dict(counts) for name in classes},
+        "classes": classes,
+        "counts": {
+            "images": 4,
+            "ground_truth": {name: 4 for name in classes},
+            "detections": {name: 5 for name in classes},
+        },
+        "thresholds": dict(EVALUATION_THRESHOLDS),
+        "split": "test",
+        "data_hash": "d41d8cd9",
+        "model_hash": f"model-{map50}",
+        "backend": "keras",
+        "images_per_second": 10.0,
+    }
+    data.update(overrides)
+    return data

@@ -376,21 +376,3 @@ def config_from_mapping(data: Mapping[str, Any], label: str = "config") -> Confi
         return Config.model_validate(dict(data))
     except ValidationError as error:
         raise _explain(error, label) from None
-
-
-def add_config_arguments(parser: Any) -> None:
-    """Add the shared ``--config`` and ``--set`` options to an argparse parser."""
-    parser.add_argument(
-        "--config",
-        default="demo",
-        metavar="NAME|PATH",
-        help="packaged profile (smoke, demo) or a YAML file (default: demo)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config value, e.g. --set train.epochs=5 (repeatable)",
-    )

@@ -1,6 +1,33 @@
-"""User-facing errors: every message names the file or field at fault and how to fix it."""
+"""Every error ``ppe`` raises on purpose; each message names the file or field and the fix.
+
+The hierarchy::
+
+    Exception
+    ├── PpeError                  input the user controls is wrong; the CLI prints one line and
+    │   │                         exits with ``exit_code`` (1), no traceback
+    │   ├── ConfigError           an unknown config key or a bad value
+    │   ├── DataError             a dataset file is missing, malformed or inconsistent
+    │   │   └── DatasetInvalidError   a dataset check found problems (all listed)
+    │   ├── DocumentError         a step's JSON document is missing or not what its writer writes
+    │   ├── GateError             the gate cannot compare the two evaluations
+    │   ├── RegistryError         the model registry is unusable or the request cannot be met
+    │   ├── AzureLoginError       no Azure credential could be obtained
+    │   ├── RunLocalError         ``ppe aml run-local``: a job it cannot run, or a node failed
+    │   ├── ManifestError         an IoT Edge deployment template, variable or manifest is wrong
+    │   ├── ModelLoadError        the edge runtime cannot load the model, labels or spec
+    │   └── FrameSourceError      the edge frame source cannot be opened
+    ├── ClientError               the edge module's HTTP server refuses a request (a 4xx status
+    │                             with a JSON body); the server answers it, nobody exits
+    └── ValueError
+        └── GraphError            the step graph is inconsistent (a programming error)
+
+Standard library only: every layer imports it, the edge image included.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from http import HTTPStatus
 
 
 class PpeError(Exception):
@@ -23,3 +50,65 @@ class ConfigError(PpeError):
 
 class DataError(PpeError):
     """A dataset file is missing, malformed or inconsistent."""
+
+
+class DatasetInvalidError(DataError):
+    """A dataset has problems; ``problems`` lists all of them."""
+
+    def __init__(self, source: str, problems: Sequence[object]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        lines = "\n  ".join(str(problem) for problem in self.problems)
+        super().__init__(f"{source}: {count} problem{'s' * (count != 1)}:\n  {lines}")
+
+
+class DocumentError(PpeError):
+    """A step's document is missing, not JSON, or does not have the fields its writer writes."""
+
+
+class GateError(PpeError):
+    """The gate cannot compare the two models (bad or incomparable metrics files)."""
+
+
+class RegistryError(PpeError):
+    """The registry is unusable or the request cannot be met (unknown model or version, ...)."""
+
+
+class AzureLoginError(PpeError):
+    """No Azure credential could be obtained."""
+
+
+class RunLocalError(PpeError):
+    """The job YAML cannot run here, or one of its nodes failed."""
+
+
+class ManifestError(PpeError):
+    """The template, a variable, ``module.json`` or the rendered manifest is wrong."""
+
+
+class ModelLoadError(PpeError):
+    """The model, its labels or its spec cannot be loaded or do not agree."""
+
+
+class FrameSourceError(PpeError):
+    """The frame source does not exist or cannot be opened."""
+
+
+class ClientError(Exception):
+    """A request the edge server refuses with a 4xx status and a JSON error body.
+
+    Args:
+        status: the HTTP status (4xx).
+        code: a short machine-readable reason.
+        message: what is wrong and what to send instead.
+    """
+
+    def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class GraphError(ValueError):
+    """The step graph is inconsistent (a programming error, caught by the tests)."""

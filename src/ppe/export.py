@@ -30,6 +30,8 @@ import numpy as np
 from ppe.config import Config
 from ppe.errors import PpeError
 from ppe.files import replaced_dir
+from ppe.run.documents import BackendMetrics, ExportMetrics, finite_or_none
+from ppe.run.layout import LABELS_FILE, MODEL_JSON, metrics_file
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ def latency_ms(predict: Any, size: int, runs: int = LATENCY_RUNS) -> dict[str, f
 
 def export_model_dir(
     model_dir: Path, data_dir: Path, out_dir: Path, config: Config, num_threads: int = 2
-) -> dict[str, Any]:
+) -> ExportMetrics:
     """Export a model folder to LiteRT and measure every backend on the evaluation split.
 
     Args:
@@ -146,8 +148,8 @@ def export_model_dir(
             config.export.int8,
             staging,
         )
-        (staging / "labels.txt").write_text("".join(f"{name}\n" for name in classes))
-        (staging / "model.json").write_text(
+        (staging / LABELS_FILE).write_text("".join(f"{name}\n" for name in classes))
+        (staging / MODEL_JSON).write_text(
             json.dumps(
                 {
                     "spec": spec.to_dict(),
@@ -180,17 +182,19 @@ def export_model_dir(
             )
         keras = results["keras"]
         for entry in results.values():
-            entry["map50_delta_vs_keras"] = round(entry["map50"] - keras["map50"], 6)
+            delta = entry["map50"] - keras["map50"]
+            entry["map50_delta_vs_keras"] = finite_or_none(round(delta, 6))
+            entry["map50"] = finite_or_none(entry["map50"])
             entry["speedup_vs_keras"] = round(
                 keras["latency_ms_p50"] / max(entry["latency_ms_p50"], 1e-9), 3
             )
-        document = {
-            "split": config.evaluate.split,
-            "images": len(eval_samples),
-            "data_hash": dataset_hash(data_dir),
-            "threads": num_threads,
-            "thresholds": config.evaluate.model_dump(),
-            "backends": results,
-        }
-        (staging / "metrics.json").write_text(json.dumps(document, indent=2))
+        document = ExportMetrics(
+            split=config.evaluate.split,
+            images=len(eval_samples),
+            data_hash=dataset_hash(data_dir),
+            threads=num_threads,
+            thresholds=config.evaluate.model_dump(mode="json"),
+            backends={name: BackendMetrics(**entry) for name, entry in results.items()},
+        )
+        document.write(metrics_file(staging))
     return document

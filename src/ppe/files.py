@@ -52,12 +52,20 @@ def replaced_dir(out: Path) -> Iterator[Path]:
     """Yield a fresh staging folder beside ``out``; on success it replaces ``out``.
 
     On any error the staging folder is removed and ``out`` (if it existed) is left as it was.
+    An existing empty ``out`` is kept and filled instead: an Azure ML job's output folder is a
+    mount point, which can be neither removed nor renamed onto, and may be another file system
+    than its parent (so the staged files are moved, not renamed, into it).
     """
     staging = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         yield staging
+        if out.is_dir() and not any(out.iterdir()):
+            for child in sorted(staging.iterdir()):
+                shutil.move(str(child), str(out / child.name))
+            staging.rmdir()
+            return
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)

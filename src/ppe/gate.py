@@ -10,80 +10,35 @@ promoted. Both scores must come from the same data (``data_hash``), the same ``s
 same evaluation ``thresholds``; otherwise the comparison is refused, unless a
 ``champion_evaluator`` is given that re-evaluates the champion on the challenger's data.
 
-The ``metrics.json`` fields read here: ``map50`` (the metric), ``ap`` (per class), ``data_hash``,
-``split``, ``model_hash``, ``thresholds``; optionally ``status`` (anything other than ``"ok"``
-marks a failed evaluation) and ``error``.
+The ``metrics.json`` fields compared: ``map50`` (the metric), ``ap`` (per class), ``data_hash``,
+``split``, ``model_hash``, ``thresholds``; files are read as
+:class:`ppe.run.documents.EvaluationMetrics`. :func:`decide` itself takes mappings and also
+honours ``status`` (anything other than ``"ok"`` marks a failed evaluation) and ``error``.
 
-``ppe gate`` writes ``gate.json`` atomically and exits 0 whether or not it promotes (the decision
-is data); it exits non-zero only on errors. This module imports nothing heavy at top level (the
-CLI imports it at start-up).
+``ppe gate`` (:mod:`ppe.cli.gate`) writes ``gate.json`` atomically and exits 0 whether or not it
+promotes (the decision is data); it exits non-zero only on errors. This module imports nothing
+heavy at top level (the CLI imports it at start-up).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ppe.config import add_config_arguments, load_config
-from ppe.errors import PpeError
-from ppe.files import write_json_atomic
+from ppe.errors import DocumentError, GateError
+from ppe.run import layout
+from ppe.run.documents import ChampionRecord, EvaluationMetrics, GateDecision
 
 logger = logging.getLogger(__name__)
 
-GATE_SCHEMA_VERSION = 1
-REQUIRED_FIELDS = ("map50", "ap", "data_hash", "split", "model_hash", "thresholds")
 # Scores closer than this count as equal when checking "challenger >= champion + margin", so that
 # float rounding of the sum cannot flip a decision that is exactly on the boundary.
 _ROUNDING = 1e-12
 
-ChampionEvaluator = Callable[[], Mapping[str, Any]]
-
-
-class GateError(PpeError):
-    """The gate cannot compare the two models (bad or incomparable metrics files)."""
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    """What the gate decided and why; written as ``gate.json``.
-
-    Attributes:
-        promote: Whether the challenger becomes the champion.
-        reason: One sentence explaining the decision.
-        rule: The rule in words.
-        metric: The compared metric (a ``metrics.json`` key).
-        margin: The required improvement over the champion.
-        challenger_score: The challenger's metric, None when its evaluation is missing or failed.
-        champion_score: The champion's metric, None when there is no champion.
-        data_hash: The evaluation data's content hash (the challenger's).
-        split: The evaluated split.
-        challenger_model_hash: The challenger's model hash.
-        champion_model_hash: The champion's model hash, None when there is no champion.
-        champion_reevaluated: Whether the champion was re-evaluated through the hook.
-    """
-
-    promote: bool
-    reason: str
-    rule: str
-    metric: str
-    margin: float
-    challenger_score: float | None
-    champion_score: float | None
-    data_hash: str | None
-    split: str | None
-    challenger_model_hash: str | None
-    champion_model_hash: str | None
-    champion_reevaluated: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible form (with a schema version)."""
-        return {"schema_version": GATE_SCHEMA_VERSION, **asdict(self)}
+ChampionEvaluator = Callable[[], Mapping[str, Any] | EvaluationMetrics]
 
 
 def rule_text(metric: str, margin: float) -> str:
@@ -204,7 +159,8 @@ def decide(
                 "metrics.json as --champion"
             )
         logger.info("champion metrics differ (%s): re-evaluating the champion", mismatches)
-        champion = dict(champion_evaluator())
+        result = champion_evaluator()
+        champion = result.to_json_dict() if isinstance(result, EvaluationMetrics) else dict(result)
         reevaluated = True
         still = _mismatches(challenger, champion)
         if still:
@@ -256,39 +212,37 @@ def decide(
 
 
 def read_metrics(path: Path, role: str) -> dict[str, Any]:
-    """Read and check a ``metrics.json``.
-
-    A failed evaluation (``status`` other than ``ok``) may lack the score fields; a successful
-    one must have all of ``map50, ap, data_hash, split, model_hash, thresholds``.
+    """Read a ``metrics.json`` written by ``ppe evaluate`` (:class:`EvaluationMetrics`).
 
     Args:
         path: The file.
         role: ``challenger`` or ``champion`` (for messages).
 
     Returns:
-        The parsed mapping.
+        The document's content, for :func:`decide`.
 
     Raises:
-        GateError: The file is missing, not JSON, not an object, or lacks required fields.
+        GateError: The file is missing, not JSON, or not an evaluation's metrics document.
     """
-    if not path.is_file():
-        raise GateError(f"{role} metrics {path}: no such file; run `ppe evaluate` first")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise GateError(
-            f"{role} metrics {path}: not valid JSON ({error}); re-run `ppe evaluate`"
-        ) from None
-    if not isinstance(data, dict):
-        raise GateError(f"{role} metrics {path}: expected a JSON object, got {type(data).__name__}")
-    if data.get("status", "ok") == "ok":
-        missing = [key for key in REQUIRED_FIELDS if key not in data]
-        if missing:
-            raise GateError(
-                f"{role} metrics {path}: missing {', '.join(missing)}; it must come from "
-                "`ppe evaluate` (fields map50, ap, data_hash, split, model_hash, thresholds)"
-            )
-    return data
+        return EvaluationMetrics.read(path).to_json_dict()
+    except DocumentError as error:
+        raise GateError(f"{role} metrics {error}") from None
+
+
+def read_champion(champion_dir: Path) -> tuple[ChampionRecord, Path | None]:
+    """The champion step's record and its metrics file (None when there is no champion).
+
+    Raises:
+        GateError: ``champion.json`` is missing or malformed.
+    """
+    try:
+        record = ChampionRecord.read(layout.champion_file(champion_dir))
+    except DocumentError as error:
+        raise GateError(str(error)) from None
+    if not record.present:
+        return record, None
+    return record, layout.metrics_file(layout.champion_evaluate_dir(champion_dir))
 
 
 def run_gate(
@@ -299,6 +253,7 @@ def run_gate(
     margin: float,
     metric: str = "map50",
     champion_evaluator: ChampionEvaluator | None = None,
+    champion_version: int | None = None,
 ) -> GateDecision:
     """Read the metrics files, decide, and write ``gate.json``.
 
@@ -313,6 +268,7 @@ def run_gate(
         margin: See :func:`decide`.
         metric: See :func:`decide`.
         champion_evaluator: See :func:`decide`.
+        champion_version: The champion's registry version, recorded in ``gate.json``.
 
     Returns:
         The decision.
@@ -324,46 +280,15 @@ def run_gate(
         challenger = read_metrics(challenger_path, "challenger")
     except GateError as error:
         decision = decide(None, None, margin=margin, metric=metric)
-        failed = GateDecision(**{**asdict(decision), "reason": f"Not promoted: {error}."})
-        write_json_atomic(out, failed.to_dict())
+        failed = decision.model_copy(update={"reason": f"Not promoted: {error}."})
+        failed.write(out)
         raise
     champion = read_metrics(champion_path, "champion") if champion_path is not None else None
     decision = decide(
         challenger, champion, margin=margin, metric=metric, champion_evaluator=champion_evaluator
     )
-    write_json_atomic(out, decision.to_dict())
+    if champion_version is not None:
+        decision = decision.model_copy(update={"champion_version": champion_version})
+    decision.write(out)
     logger.info("%s (written to %s)", decision.reason, out)
     return decision
-
-
-def _command(args: argparse.Namespace) -> int:
-    config = load_config(args.config, args.overrides)
-    run_gate(
-        Path(args.challenger),
-        Path(args.champion) if args.champion else None,
-        Path(args.out),
-        margin=config.gate.margin,
-        metric=config.gate.metric,
-    )
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """Add ``ppe gate`` to the CLI."""
-    parser = subparsers.add_parser(
-        "gate",
-        help="champion/challenger decision from two metrics.json files",
-        description=(
-            "Compare the challenger's metrics.json with the champion's and write gate.json "
-            "(promote true/false and why). Exit status 0 whether or not it promotes."
-        ),
-    )
-    parser.add_argument("--challenger", required=True, metavar="METRICS_JSON")
-    parser.add_argument(
-        "--champion",
-        metavar="METRICS_JSON",
-        help="the champion's metrics on the same data and split (omit when there is no champion)",
-    )
-    parser.add_argument("--out", required=True, metavar="GATE_JSON")
-    add_config_arguments(parser)
-    parser.set_defaults(func=_command)

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from ppe.aml.settings import AmlSettings
-from ppe.errors import PpeError
+from ppe.errors import AzureLoginError
 
 logger = logging.getLogger(__name__)
 
@@ -21,10 +21,6 @@ LOGIN_HELP = (
     "run `az login` (or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET for a "
     "service principal, or run where a managed identity is available)"
 )
-
-
-class AzureLoginError(PpeError):
-    """No Azure credential could be obtained."""
 
 
 def default_credential() -> Any:

@@ -11,18 +11,12 @@ snapshot, so Azure ML reuses the uploaded snapshot and the anonymous components 
 The package is not installed in the job: the environment holds the dependencies, the snapshot is
 the job's working folder, and ``PYTHONPATH=src`` makes ``python -m ppe`` import it.
 
-Steps and their folders (the layout of a local run folder, see :mod:`ppe.pipeline`):
-
-====================  ==========  =======================================================
-component             compute     writes
-====================  ==========  =======================================================
-``ppe_train``         GPU         ``train/`` (``model/``, ``train.json``, checkpoints)
-``ppe_evaluate``      CPU         ``evaluate/`` (``metrics.json``, Cartucho files)
-``ppe_gate``          CPU         ``gate/gate.json``
-``ppe_register``      CPU         ``register/register.json`` (the registered version)
-``ppe_report``        CPU         ``report/`` (``index.html`` and plots)
-``ppe_export``        CPU         ``export/`` (LiteRT models and their metrics)
-====================  ==========  =======================================================
+The components are generated from the step graph (:mod:`ppe.run.graph`): one component per step,
+named ``ppe_<step>``, with one ``uri_folder`` input per folder the step reads and one output
+folder named after the step; its command is the step's ``ppe`` command line with Azure ML's
+``${{inputs.*}}``/``${{outputs.*}}`` bindings. Train runs on the GPU environment, the rest on the
+CPU one; the steps that use the model registry get the workspace's names as environment
+variables.
 """
 
 from __future__ import annotations
@@ -35,14 +29,17 @@ from typing import Any
 
 from ppe.aml.settings import AmlSettings
 from ppe.errors import PpeError
+from ppe.run import graph
+from ppe.run.layout import CONFIG_FILE
 
 logger = logging.getLogger(__name__)
 
 PPE = "python -m ppe"
-CONFIG_FILE = "config.yaml"
+#: Azure ML sets it in every job to the pipeline job's name (the run id a step records).
+ROOT_RUN_ID = '"$AZUREML_ROOT_RUN_ID"'
 SNAPSHOT_MARKER = ".ppe-code-snapshot"
 CODE_ENVIRONMENT = {"PYTHONPATH": "src"}
-STEPS = ("train", "evaluate", "gate", "register", "report", "export")
+STEPS = graph.step_names()
 _SKIP_NAMES = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 
 
@@ -91,8 +88,25 @@ def write_code_snapshot(
     return dest
 
 
-def _command(*parts: str) -> str:
-    return " ".join(parts)
+def component_command(step: graph.Step) -> str:
+    """The step's ``ppe`` command line with Azure ML's input and output bindings."""
+
+    def source(arg: graph.In) -> str:
+        binding = f"${{{{inputs.{arg.port}}}}}"
+        return f"{binding}/{arg.path}" if arg.path else binding
+
+    def target(arg: graph.Out) -> str:
+        binding = f"${{{{outputs.{step.output}}}}}"
+        return f"{binding}/{arg.path}" if arg.path else binding
+
+    def token(arg: graph.Token) -> str | None:
+        if arg is graph.Token.CONFIG:
+            return CONFIG_FILE
+        if arg is graph.Token.RUN_ID:
+            return ROOT_RUN_ID
+        return None  # Azure ML jobs always track, to the workspace
+
+    return " ".join([PPE, *step.render(source, target, token)])
 
 
 def build_components(
@@ -101,158 +115,51 @@ def build_components(
     settings: AmlSettings,
     gpu_nodes: int = 1,
 ) -> dict[str, Any]:
-    """The six command components.
+    """One command component per step of the graph.
 
     Args:
         code_dir: The code snapshot (:func:`write_code_snapshot`).
         environments: ``train`` and ``cpu`` -> ``azureml:name:version`` environment references.
-        settings: Workspace names; the register step gets them as environment variables so the
-            Azure ML registry backend can reach the workspace from inside the job.
-        gpu_nodes: Nodes for training; above 1 the train component gets a TensorFlow
+        settings: Workspace names; the steps that use the registry get them as environment
+            variables so the Azure ML registry backend can reach the workspace from the job.
+        gpu_nodes: Nodes for training; above 1 the distributed step gets a TensorFlow
             distribution with one worker per node (``TF_CONFIG`` is set by Azure ML).
 
     Returns:
-        Component name -> ``azure.ai.ml.entities.CommandComponent``, keyed by step
-        (:data:`STEPS`).
+        Step name -> ``azure.ai.ml.entities.CommandComponent``, in graph order (:data:`STEPS`).
     """
     from azure.ai.ml import Input, Output, TensorFlowDistribution
     from azure.ai.ml.constants import AssetTypes
     from azure.ai.ml.entities import CommandComponent, JobResourceConfiguration
 
     folder = AssetTypes.URI_FOLDER
-    code = str(code_dir)
-    config = f"--config {CONFIG_FILE}"
-
-    def component(step: str, description: str, **kwargs: Any) -> Any:
+    components: dict[str, Any] = {}
+    for step in graph.STEPS:
+        extra: dict[str, Any] = {}
+        if step.distributed and gpu_nodes > 1:
+            extra["distribution"] = TensorFlowDistribution(worker_count=gpu_nodes)
+            extra["resources"] = JobResourceConfiguration(instance_count=gpu_nodes)
+        if not step.deterministic:
+            extra["is_deterministic"] = False
         environment_variables = dict(CODE_ENVIRONMENT)
-        environment_variables.update(kwargs.pop("environment_variables", {}))
-        return CommandComponent(
-            name=f"ppe_{step}",
-            display_name=step,
-            description=description,
-            code=code,
-            environment=environments["train" if step == "train" else "cpu"],
+        if step.registry:
+            environment_variables.update(settings.job_environment())
+        components[step.name] = CommandComponent(
+            name=f"ppe_{step.name}",
+            display_name=step.name,
+            description=step.description,
+            code=str(code_dir),
+            environment=environments["train" if step.compute == "gpu" else "cpu"],
             environment_variables=environment_variables,
-            **kwargs,
+            command=component_command(step),
+            inputs={
+                port: Input(
+                    type=folder,
+                    description="orders this step after it" if port in step.after else None,
+                )
+                for port in step.inputs
+            },
+            outputs={step.output: Output(type=folder)},
+            **extra,
         )
-
-    train_extra: dict[str, Any] = {}
-    if gpu_nodes > 1:
-        train_extra["distribution"] = TensorFlowDistribution(worker_count=gpu_nodes)
-        train_extra["resources"] = JobResourceConfiguration(instance_count=gpu_nodes)
-
-    return {
-        "train": component(
-            "train",
-            "Train YOLOv3 on the VOC data asset (MultiWorkerMirroredStrategy across nodes).",
-            command=_command(
-                PPE, "train", "--data ${{inputs.data}}", "--out ${{outputs.train}}", config
-            ),
-            inputs={"data": Input(type=folder, description="Pascal VOC dataset")},
-            outputs={"train": Output(type=folder, description="checkpoints, model/, train.json")},
-            **train_extra,
-        ),
-        "evaluate": component(
-            "evaluate",
-            "mAP@0.5 (PASCAL VOC) of the trained model on the test split.",
-            command=_command(
-                PPE,
-                "evaluate",
-                "--model ${{inputs.train}}/model",
-                "--data ${{inputs.data}}",
-                "--split test",
-                "--out ${{outputs.evaluate}}",
-                config,
-            ),
-            inputs={"train": Input(type=folder), "data": Input(type=folder)},
-            outputs={"evaluate": Output(type=folder, description="metrics.json and mAP files")},
-        ),
-        "gate": component(
-            "gate",
-            "Champion/challenger decision; without champion metrics the first model wins.",
-            command=_command(
-                PPE,
-                "gate",
-                "--challenger ${{inputs.evaluate}}/metrics.json",
-                "$[[--champion ${{inputs.champion_metrics}}]]",
-                "--out ${{outputs.gate}}/gate.json",
-                config,
-            ),
-            inputs={
-                "evaluate": Input(type=folder),
-                "champion_metrics": Input(
-                    type=AssetTypes.URI_FILE,
-                    optional=True,
-                    description="the champion's metrics.json on the same data",
-                ),
-            },
-            outputs={"gate": Output(type=folder, description="gate.json")},
-        ),
-        "register": component(
-            "register",
-            "Register the candidate in the workspace's model registry; champion if promoted.",
-            # stdout is the registered version as JSON (logs go to stderr): register.json.
-            command=_command(
-                PPE,
-                "register",
-                "--model ${{inputs.train}}/model",
-                "--gate ${{inputs.gate}}/gate.json",
-                "--metrics ${{inputs.evaluate}}/metrics.json",
-                '--run-id "$AZUREML_ROOT_RUN_ID"',
-                config,
-                "--set registry.backend=azureml",
-                "> ${{outputs.register}}/register.json",
-            ),
-            inputs={
-                "train": Input(type=folder),
-                "evaluate": Input(type=folder),
-                "gate": Input(type=folder),
-            },
-            outputs={"register": Output(type=folder, description="register.json")},
-            environment_variables=settings.job_environment(),
-            # Registration has side effects in the workspace: never reuse an earlier result.
-            is_deterministic=False,
-        ),
-        "report": component(
-            "report",
-            "HTML report of the run: the step folders are linked into one run folder first.",
-            command=" && ".join(
-                [
-                    "mkdir -p run",
-                    f"cp {CONFIG_FILE} run/{CONFIG_FILE}",
-                    "ln -s ${{inputs.train}} run/train",
-                    "ln -s ${{inputs.evaluate}} run/evaluate",
-                    "cp ${{inputs.gate}}/gate.json run/gate.json",
-                    "cp ${{inputs.register}}/register.json run/register.json",
-                    _command(PPE, "report", "--run run"),
-                    "cp -R run/report/. ${{outputs.report}}/",
-                ]
-            ),
-            inputs={
-                "train": Input(type=folder),
-                "evaluate": Input(type=folder),
-                "gate": Input(type=folder),
-                "register": Input(type=folder),
-            },
-            outputs={"report": Output(type=folder, description="index.html and plots")},
-        ),
-        "export": component(
-            "export",
-            "LiteRT export (fp32 and int8) of the registered model, with per-backend metrics.",
-            command=_command(
-                PPE,
-                "export",
-                "--model ${{inputs.train}}/model",
-                "--data ${{inputs.data}}",
-                "--out ${{outputs.export}}",
-                config,
-            ),
-            # `register` is not read: the input orders export after the registration.
-            inputs={
-                "train": Input(type=folder),
-                "data": Input(type=folder),
-                "register": Input(type=folder, description="orders export after registration"),
-            },
-            outputs={"export": Output(type=folder, description="*.tflite and metrics")},
-        ),
-    }
+    return components

@@ -1,6 +1,8 @@
 """The training pipeline job, built offline with azure-ai-ml's ``@dsl.pipeline``.
 
-Steps: train -> evaluate -> gate -> register -> report, and export after register.
+The nodes and their wiring come from the step graph (:mod:`ppe.run.graph`): each node is named
+after its step and each input is bound to the pipeline input or the output of the step of that
+name, exactly as the local runner connects the run's folders.
 
 Train runs on the GPU cluster, every other step on the CPU cluster; both names come from the
 settings (Terraform's outputs). MLflow tracking needs no wiring: Azure ML sets
@@ -27,6 +29,7 @@ from ppe.aml.environments import (
 )
 from ppe.aml.settings import BASE_IMAGE, AmlSettings, JobOptions
 from ppe.config import Config
+from ppe.run import graph
 
 logger = logging.getLogger(__name__)
 
@@ -106,64 +109,30 @@ def build_pipeline(
         gpu_nodes=options.gpu_nodes,
     )
 
-    def ppe_training(data: Any, champion_metrics: Any = None) -> dict[str, Any]:
-        train = components["train"](data=data)
-        train.compute = settings.gpu_cluster
-        evaluate = components["evaluate"](train=train.outputs.train, data=data)
-        gate = components["gate"](
-            evaluate=evaluate.outputs.evaluate, champion_metrics=champion_metrics
-        )
-        register = components["register"](
-            train=train.outputs.train,
-            evaluate=evaluate.outputs.evaluate,
-            gate=gate.outputs.gate,
-        )
-        report = components["report"](
-            train=train.outputs.train,
-            evaluate=evaluate.outputs.evaluate,
-            gate=gate.outputs.gate,
-            register=register.outputs.register,
-        )
-        export = components["export"](
-            train=train.outputs.train, data=data, register=register.outputs.register
-        )
-        # Node names are the local variable names: no loop variable may alias a node here.
-        evaluate.compute = settings.cpu_cluster
-        gate.compute = settings.cpu_cluster
-        register.compute = settings.cpu_cluster
-        report.compute = settings.cpu_cluster
-        export.compute = settings.cpu_cluster
-        return {
-            "train": train.outputs.train,
-            "metrics": evaluate.outputs.evaluate,
-            "gate": gate.outputs.gate,
-            "register": register.outputs.register,
-            "report": report.outputs.report,
-            "export": export.outputs.export,
-        }
+    def ppe_training(data: Any) -> dict[str, Any]:
+        ports: dict[str, Any] = {"data": data}
+        for step in graph.STEPS:
+            node = components[step.name](**{port: ports[port] for port in step.inputs})
+            # An explicit name: the DSL would otherwise name nodes after local variables.
+            node.name = step.name
+            node.compute = settings.gpu_cluster if step.compute == "gpu" else settings.cpu_cluster
+            ports[step.output] = node.outputs[step.output]
+        return {step.output: ports[step.output] for step in graph.STEPS}
 
     # The DSL reads the inputs' types from the annotations; this module's postponed (string)
     # annotations would not do, so they are set as Input objects.
     ppe_training.__annotations__ = {
         "data": Input(type=AssetTypes.URI_FOLDER, description="Pascal VOC data asset"),
-        "champion_metrics": Input(
-            type=AssetTypes.URI_FILE,
-            optional=True,
-            description="the champion's metrics.json on the same data (optional)",
-        ),
     }
     pipeline_function = dsl.pipeline(
         ppe_training,
         name=PIPELINE_NAME,
         display_name="ppe hard-hat training",
-        description="train -> evaluate -> gate -> register -> report; export after register",
+        description="the ppe step graph: " + ", ".join(graph.step_names()),
         default_compute=settings.cpu_cluster,
     )
 
-    inputs: dict[str, Any] = {"data": Input(type=AssetTypes.URI_FOLDER, path=options.data_uri())}
-    if options.champion_metrics:
-        inputs["champion_metrics"] = Input(type=AssetTypes.URI_FILE, path=options.champion_metrics)
-    job = pipeline_function(**inputs)
+    job = pipeline_function(data=Input(type=AssetTypes.URI_FOLDER, path=options.data_uri()))
     job.experiment_name = options.experiment
     job.tags = {
         **options.tags,

@@ -136,7 +136,7 @@ class AmlSettings:
         """Variables a job needs to reach the workspace itself (the Azure ML registry backend).
 
         Returns the contract's keys, plus ``AZUREML_WORKSPACE_NAME``, the name
-        :mod:`ppe.registry.commands` reads for the workspace.
+        :mod:`ppe.cli.registry` reads for the workspace.
         """
         values = {SETTINGS_KEYS[name]: getattr(self, name) for name in SETTINGS_KEYS}
         values["AZUREML_WORKSPACE_NAME"] = self.workspace
@@ -178,9 +178,6 @@ class JobOptions:
         experiment: Azure ML experiment name.
         data_name: Name of the ``uri_folder`` data asset the pipeline trains on.
         data_version: Its version, or ``latest``.
-        champion_metrics: Optional ``metrics.json`` of the champion on the same data (a local
-            path or an ``azureml://`` URI) for the gate; without it the gate promotes the first
-            model.
         tags: Tags on the pipeline job (strings).
     """
 
@@ -190,7 +187,6 @@ class JobOptions:
     experiment: str = "ppe-hardhat"
     data_name: str = "ppe-hardhat-voc"
     data_version: str = "latest"
-    champion_metrics: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

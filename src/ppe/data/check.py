@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from ppe.data import voc
-from ppe.errors import DataError
+from ppe.errors import DataError, DatasetInvalidError
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +39,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
-
-
-class DatasetInvalidError(DataError):
-    """A dataset has problems; ``problems`` lists all of them."""
-
-    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        count = len(self.problems)
-        lines = "\n  ".join(str(problem) for problem in self.problems)
-        super().__init__(f"{source}: {count} problem{'s' * (count != 1)}:\n  {lines}")
 
 
 @dataclass

@@ -26,13 +26,12 @@ from ppe.config import SplitConfig
 from ppe.data import voc
 from ppe.data.check import (
     CLASS_MAP_HINT,
-    DatasetInvalidError,
     Problem,
     annotation_problems,
     check_dataset,
     decode_problem,
 )
-from ppe.errors import DataError
+from ppe.errors import DataError, DatasetInvalidError
 
 logger = logging.getLogger(__name__)
 

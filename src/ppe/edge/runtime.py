@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from ppe.errors import PpeError
+from ppe.errors import ModelLoadError
 from ppe.model.decode import detect
 from ppe.model.preprocess import PAD_VALUE, LetterboxTransform, resize_for_letterbox
 from ppe.model.spec import PPE_CLASS_NAMES, STRIDES, YoloSpec
@@ -41,10 +41,6 @@ logger = logging.getLogger(__name__)
 
 #: Name of the spec file looked for next to the ``.tflite``.
 SPEC_FILE = "model.json"
-
-
-class ModelLoadError(PpeError):
-    """The model, its labels or its spec cannot be loaded or do not agree."""
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image
 
 from ppe.edge.runtime import Detector
+from ppe.errors import ClientError
 
 logger = logging.getLogger(__name__)
 
@@ -48,22 +49,6 @@ ACCEPTED_CONTENT_TYPES = ("image/jpeg", "image/png", "application/octet-stream")
 IMAGE_FORMATS = ["JPEG", "PNG"]
 #: Longest wait, after a response, for the client to stop sending and close.
 LINGER_S = 2.0
-
-
-class ClientError(Exception):
-    """A request the server refuses with a 4xx status and a JSON error body.
-
-    Args:
-        status: the HTTP status (4xx).
-        code: a short machine-readable reason.
-        message: what is wrong and what to send instead.
-    """
-
-    def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def decode_image(body: bytes, max_image_pixels: int) -> np.ndarray:

@@ -27,16 +27,12 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 from PIL import Image
 
-from ppe.errors import PpeError
+from ppe.errors import FrameSourceError
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
-
-
-class FrameSourceError(PpeError):
-    """The frame source does not exist or cannot be opened."""
 
 
 class Frame(NamedTuple):

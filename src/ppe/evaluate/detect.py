@@ -32,14 +32,14 @@ from ppe.files import replaced_dir
 from ppe.model.decode import detect
 from ppe.model.preprocess import LetterboxTransform, letterbox
 from ppe.model.spec import YoloSpec
+from ppe.run.documents import EvaluationMetrics
+from ppe.run.layout import curves_file, metrics_file
 
 logger = logging.getLogger(__name__)
 
 #: A forward pass: float32 ``(B, S, S, 3)`` in [0, 1] -> raw head outputs, stride 32 first.
 PredictFn = Callable[[np.ndarray], Sequence[np.ndarray]]
 
-METRICS_FILE = "metrics.json"
-CURVES_FILE = "pr_curves.json"
 MAX_CURVE_POINTS = 400
 
 
@@ -168,8 +168,8 @@ def metrics_document(
     model_hash_value: str,
     backend: str,
     class_names: Sequence[str],
-) -> dict[str, Any]:
-    """The ``metrics.json`` content (see DESIGN: ``map50``, per-class AP, counts, hashes)."""
+) -> EvaluationMetrics:
+    """The ``metrics.json`` document (see DESIGN: ``map50``, per-class AP, counts, hashes)."""
     per_class = result.to_dict(include_curves=False)["per_class"]
     gt_counts = {name: 0 for name in class_names}
     det_counts = {name: 0 for name in class_names}
@@ -181,30 +181,32 @@ def metrics_document(
         for label in found.labels:
             det_counts[class_names[int(label)]] += 1
     images = len(split_detections.image_ids)
-    return {
-        "map50": result.map50 if math.isfinite(result.map50) else None,
-        "ap": result.ap,
-        "per_class": per_class,
-        "classes": list(class_names),
-        "counts": {
-            "images": images,
-            "ground_truth": gt_counts,
-            "detections": det_counts,
-        },
-        "thresholds": {
-            "score_threshold": settings.score_threshold,
-            "nms_iou_threshold": settings.nms_iou_threshold,
-            "nms": "class-aware hard NMS",
-            "max_detections": settings.max_detections,
-            "iou_threshold": settings.iou_threshold,
-            "ap_definition": "PASCAL VOC 2010+ all-point, +1-pixel IoU, difficult ignored",
-        },
-        "split": split,
-        "data_hash": data_hash,
-        "model_hash": model_hash_value,
-        "backend": backend,
-        "images_per_second": round(images / max(split_detections.seconds, 1e-9), 2),
-    }
+    return EvaluationMetrics.model_validate(
+        {
+            "map50": result.map50 if math.isfinite(result.map50) else None,
+            "ap": result.ap,
+            "per_class": per_class,
+            "classes": list(class_names),
+            "counts": {
+                "images": images,
+                "ground_truth": gt_counts,
+                "detections": det_counts,
+            },
+            "thresholds": {
+                "score_threshold": settings.score_threshold,
+                "nms_iou_threshold": settings.nms_iou_threshold,
+                "nms": "class-aware hard NMS",
+                "max_detections": settings.max_detections,
+                "iou_threshold": settings.iou_threshold,
+                "ap_definition": "PASCAL VOC 2010+ all-point, +1-pixel IoU, difficult ignored",
+            },
+            "split": split,
+            "data_hash": data_hash,
+            "model_hash": model_hash_value,
+            "backend": backend,
+            "images_per_second": round(images / max(split_detections.seconds, 1e-9), 2),
+        }
+    )
 
 
 def curves_document(result: VocMapResult) -> dict[str, Any]:
@@ -219,7 +221,7 @@ def write_evaluation(
     out_dir: Path,
     split_detections: SplitDetections,
     result: VocMapResult,
-    metrics: dict[str, Any],
+    metrics: EvaluationMetrics,
     class_names: Sequence[str],
 ) -> Path:
     """Write metrics, curves and Cartucho files to ``out_dir`` atomically (temp folder + rename)."""
@@ -231,8 +233,8 @@ def write_evaluation(
             split_detections.detections,
             class_names,
         )
-        (staging / CURVES_FILE).write_text(json.dumps(curves_document(result)))
-        (staging / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        curves_file(staging).write_text(json.dumps(curves_document(result)))
+        metrics.write(metrics_file(staging))
     return out_dir
 
 
@@ -242,7 +244,7 @@ def evaluate_model_dir(
     out_dir: Path,
     settings: EvaluateConfig,
     split: str | None = None,
-) -> dict[str, Any]:
+) -> EvaluationMetrics:
     """``ppe evaluate``: score a model folder on a split and write ``metrics.json`` and friends.
 
     Args:
@@ -296,6 +298,6 @@ def evaluate_model_dir(
         len(samples),
         split,
         ap_text,
-        out_dir / METRICS_FILE,
+        metrics_file(out_dir),
     )
     return metrics

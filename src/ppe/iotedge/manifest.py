@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ppe.errors import PpeError
+from ppe.errors import ManifestError
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +74,6 @@ _DOTENV_LINE = re.compile(
 )
 _DOTENV_INTERPOLATION = re.compile(r"\$\{(?P<name>[^}:]*)(?::-(?P<default>[^}]*))?\}")
 _DOUBLE_QUOTE_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
-
-
-class ManifestError(PpeError):
-    """The template, a variable, ``module.json`` or the rendered manifest is wrong."""
 
 
 @dataclass(frozen=True)

@@ -117,10 +117,32 @@ class YoloTrainer(keras.Model):  # type: ignore[misc]
             loss += tf.nn.scale_regularization_loss(tf.add_n(self.detector.losses))
         return loss
 
+    def _multi_worker(self) -> bool:
+        return isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
     def _update_metrics(self, parts: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         for part, tracker in self._trackers.items():
             tracker.update_state(parts[part])
-        return {tracker.name: tracker.result() for tracker in self._trackers.values()}
+        results = {tracker.name: tracker.result() for tracker in self._trackers.values()}
+        if self._multi_worker():
+            # Keras 3 reduces each replica's logs across workers with a MEAN over axis 0, which
+            # a scalar does not have (keras-team/keras#20585): hand it a length-1 vector.
+            return {name: tf.reshape(value, (1,)) for name, value in results.items()}
+        return results
+
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        """Skip Keras's symbolic build under multi-worker training when everything is built.
+
+        Keras 3 first reduces a per-replica input batch eagerly, which fails under
+        ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585); :func:`ppe.train.train` builds
+        the model and the optimizer before ``fit``, so there is nothing left to build.
+        """
+        built = all(layer.built for layer in self._flatten_layers()) and (
+            self.optimizer is None or self.optimizer.built
+        )
+        if self._multi_worker() and built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         """One optimisation step on a batch ``(images, targets)``; returns the metric values."""

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ppe.config import Config, RegistryConfig
-from ppe.errors import ConfigError
+from ppe.errors import ConfigError, RegistryError
 from ppe.registry.base import (
     CHAMPION,
     RECORDED_TAGS,
     ModelRegistry,
     ModelVersion,
-    RegistryError,
     VersionRef,
 )
 

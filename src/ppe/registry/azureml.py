@@ -29,11 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ppe.errors import RegistryError
 from ppe.registry.base import (
     CHAMPION,
     ModelRegistry,
     ModelVersion,
-    RegistryError,
     VersionRef,
     check_dest,
     check_name,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ppe.errors import PpeError
+from ppe.errors import RegistryError
 
 CHAMPION: Literal["champion"] = "champion"
 # The tags `ppe register` records (callers pass the values).
@@ -31,10 +31,6 @@ RECORDED_TAGS = (TAG_MAP50, TAG_DATA_HASH, TAG_CONFIG_HASH, TAG_GIT_COMMIT, TAG_
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 VersionRef = int | Literal["champion"]
-
-
-class RegistryError(PpeError):
-    """The registry is unusable or the request cannot be met (unknown model or version, ...)."""
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,12 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from ppe.errors import RegistryError
 from ppe.files import sha256_file, write_json_atomic
 from ppe.registry.base import (
     CHAMPION,
     ModelRegistry,
     ModelVersion,
-    RegistryError,
     VersionRef,
     check_dest,
     check_name,

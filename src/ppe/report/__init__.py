@@ -1,5 +1,5 @@
 """``ppe report``: an HTML report with PNG plots for one pipeline run, readable with no server."""
 
-from ppe.report.build import build_report
+from ppe.report.build import ReportInputs, build_report, build_run_report
 
-__all__ = ["build_report"]
+__all__ = ["ReportInputs", "build_report", "build_run_report"]

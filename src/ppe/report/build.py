@@ -1,11 +1,12 @@
-"""Build ``report/index.html`` and its PNG plots from a run folder, plus ``report.zip``.
+"""Build the report (``index.html``, PNG plots and ``report.zip``) from the steps' outputs.
 
-Inputs read from the run folder (any missing optional part is left out of the report and said so):
+Inputs, each a step's output folder (:class:`ReportInputs`; a missing optional part is left out of
+the report and said so):
 
-- ``evaluate/metrics.json`` (required), ``evaluate/pr_curves.json``, ``evaluate/detection-results/``
-- ``gate.json`` and ``champion_evaluate/metrics.json`` for champion vs challenger
-- ``train/train.json`` for the loss curves; the dataset (``data/`` or the path in
-  ``train/dataset.json``) for sample images with true and predicted boxes.
+- ``evaluate`` (required): ``metrics.json``, ``pr_curves.json``, ``detection-results/``
+- ``gate`` and ``champion``: the decision, and the champion's evaluation on the same data
+- ``train``: ``train.json`` for the loss curves; ``data`` (or the path in ``train/dataset.json``)
+  for sample images with true and predicted boxes.
 
 Plots are written with Matplotlib's Agg backend; boxes on sample images are VOC pixel boxes
 ``[xmin, ymin, xmax, ymax]`` (1-based inclusive), drawn with Pillow.
@@ -18,11 +19,21 @@ import json
 import logging
 import zipfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ppe.errors import PpeError
 from ppe.files import replaced_dir
+from ppe.run import layout
+from ppe.run.documents import (
+    ChampionRecord,
+    DatasetRecord,
+    Document,
+    EvaluationMetrics,
+    GateDecision,
+    TrainingSummary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,20 +42,45 @@ SAMPLE_IMAGES = 6
 SAMPLE_SCORE = 0.3
 
 
-def _read_json(path: Path, required: bool = False) -> Any:
+_D = TypeVar("_D", bound=Document)
+
+
+def _read_optional(kind: type[_D], path: Path) -> _D | None:
+    return kind.read(path) if path.is_file() else None
+
+
+def _read_curves(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        if required:
-            raise PpeError(
-                f"{path} is missing: run `ppe evaluate --out {path.parent}` first "
-                "(the report needs the evaluation of the run)"
-            )
-        return None
+        return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        curves: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise PpeError(
-            f"{path}: not valid JSON ({error}); re-run the step that wrote it"
-        ) from error
+        raise PpeError(f"{path}: not valid JSON ({error}); re-run `ppe evaluate`") from error
+    return curves
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """The step output folders the report reads (see the module docstring)."""
+
+    evaluate: Path
+    train: Path | None = None
+    champion: Path | None = None
+    gate: Path | None = None
+    register: Path | None = None
+    data: Path | None = None
+
+    @classmethod
+    def of_run(cls, run: layout.RunLayout) -> ReportInputs:
+        """The folders of a local run."""
+        return cls(
+            evaluate=run.port("evaluate"),
+            train=run.port("train"),
+            champion=run.port("champion"),
+            gate=run.port("gate"),
+            register=run.port("register"),
+            data=run.port("data"),
+        )
 
 
 def _pyplot() -> Any:
@@ -242,12 +278,14 @@ def draw_samples(
     return names
 
 
-def _data_dir(run: Path) -> Path | None:
-    if (run / "data" / "JPEGImages").is_dir():
-        return run / "data"
-    info = _read_json(run / "train" / "dataset.json")
-    if info and info.get("path") and Path(info["path"]).is_dir():
-        return Path(info["path"])
+def _data_dir(inputs: ReportInputs) -> Path | None:
+    if inputs.data is not None and (inputs.data / "JPEGImages").is_dir():
+        return inputs.data
+    if inputs.train is None:
+        return None
+    info = _read_optional(DatasetRecord, layout.dataset_file(inputs.train))
+    if info and Path(info.path).is_dir():
+        return Path(info.path)
     return None
 
 
@@ -277,27 +315,46 @@ th:first-child, td:first-child { text-align: left; }
 """
 
 
-def build_report(run: Path) -> Path:
-    """Write ``<run>/report/index.html`` with its plots and ``<run>/report.zip``.
+def build_run_report(run_dir: Path) -> Path:
+    """The report of a local run folder, in ``<run>/report/``."""
+    run = layout.RunLayout(run_dir)
+    return build_report(ReportInputs.of_run(run), run.port("report"), run_dir.name)
+
+
+def build_report(inputs: ReportInputs, report_dir: Path, title: str) -> Path:
+    """Write ``index.html`` with its plots, and ``report.zip`` of them, to ``report_dir``.
 
     Args:
-        run: a pipeline run folder (see the module docstring for what it may hold).
+        inputs: the step output folders (see the module docstring for what they may hold).
+        report_dir: the report folder (replaced).
+        title: the run's name in the page title.
 
     Returns:
         The path of ``index.html``.
 
     Raises:
-        PpeError: the run has no ``evaluate/metrics.json`` or a file is not valid JSON.
+        PpeError: no evaluation ``metrics.json``, or a document that does not read.
     """
-    evaluate_dir = run / "evaluate"
-    metrics = _read_json(evaluate_dir / "metrics.json", required=True)
-    curves = _read_json(evaluate_dir / "pr_curves.json") or {}
-    gate = _read_json(run / "gate.json")
-    champion = _read_json(run / "champion_evaluate" / "metrics.json")
-    train_summary = _read_json(run / "train" / "train.json")
+    evaluate_dir = inputs.evaluate
+    metrics = EvaluationMetrics.read(layout.metrics_file(evaluate_dir)).to_json_dict()
+    curves = _read_curves(layout.curves_file(evaluate_dir))
+    decision = _read_optional(GateDecision, layout.gate_file(inputs.gate)) if inputs.gate else None
+    gate = decision.to_json_dict() if decision is not None else None
+    champion = None
+    if inputs.champion is not None:
+        record = _read_optional(ChampionRecord, layout.champion_file(inputs.champion))
+        if record is not None and record.present:
+            champion = EvaluationMetrics.read(
+                layout.metrics_file(layout.champion_evaluate_dir(inputs.champion))
+            ).to_json_dict()
+    summary = (
+        _read_optional(TrainingSummary, layout.train_summary_file(inputs.train))
+        if inputs.train
+        else None
+    )
+    train_summary = summary.to_json_dict() if summary is not None else None
     classes = list(metrics.get("classes") or metrics["ap"].keys())
 
-    report_dir = run / "report"
     with replaced_dir(report_dir) as staging:
         figures: list[tuple[str, str]] = [
             (plot_ground_truth(metrics, staging), "Ground-truth boxes per class"),
@@ -316,7 +373,7 @@ def build_report(run: Path) -> Path:
             loss = plot_loss(train_summary, staging)
             if loss:
                 figures.append((loss, "Training loss"))
-        samples = draw_samples(evaluate_dir, _data_dir(run), classes, staging)
+        samples = draw_samples(evaluate_dir, _data_dir(inputs), classes, staging)
 
         if gate is None:
             verdict = '<div class="verdict kept">No gate decision in this run.</div>'
@@ -345,7 +402,7 @@ def build_report(run: Path) -> Path:
             for name in classes
         ]
         thresholds = metrics["thresholds"]
-        facts = [
+        facts: list[list[Any]] = [
             ["mAP@0.5", _fmt(metrics.get("map50"))],
             ["split", metrics.get("split")],
             ["images", metrics["counts"]["images"]],
@@ -375,11 +432,11 @@ def build_report(run: Path) -> Path:
         )
         page = f"""<!DOCTYPE html>
     <html lang="en"><head><meta charset="utf-8">
-    <title>PPE detector report: {html.escape(run.name)}</title>
+    <title>PPE detector report: {html.escape(title)}</title>
     <meta name="viewport" content="width=device-width, initial-scale=1">
     <style>{STYLE}</style></head>
     <body>
-    <h1>Hard-hat detector: run {html.escape(run.name)}</h1>
+    <h1>Hard-hat detector: run {html.escape(title)}</h1>
     <p class="muted">Evaluation of the challenger on the
     {html.escape(str(metrics.get("split")))} split.</p>
     {verdict}
@@ -395,14 +452,11 @@ def build_report(run: Path) -> Path:
     <div class="grid">{sample_html}</div>
     </body></html>
     """
-        (staging / "index.html").write_text(page, encoding="utf-8")
-    archive = run / "report.zip"
-    tmp_zip = run / ".report.zip.tmp"
-    with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for path in sorted(report_dir.iterdir()):
-            bundle.write(path, f"report/{path.name}")
-    tmp_zip.replace(archive)
-    logger.info(
-        "report: %s (%d plots, %d samples)", report_dir / "index.html", len(figures), len(samples)
-    )
-    return report_dir / "index.html"
+        layout.report_index(staging).write_text(page, encoding="utf-8")
+        with zipfile.ZipFile(layout.report_zip(staging), "w", zipfile.ZIP_DEFLATED) as bundle:
+            for path in sorted(staging.iterdir()):
+                if path.name != layout.REPORT_ZIP:
+                    bundle.write(path, f"report/{path.name}")
+    index = layout.report_index(report_dir)
+    logger.info("report: %s (%d plots, %d samples)", index, len(figures), len(samples))
+    return index

@@ -110,11 +110,15 @@ def test_compute_and_environment_names_come_from_terraform_outputs(
     for step, node in document["jobs"].items():
         name = TRAIN_ENVIRONMENT if step == "train" else CPU_ENVIRONMENT
         assert node["component"]["environment"] == f"azureml:{name}:{specs[name].version}"
-    register_env = document["jobs"]["register"]["component"]["environment_variables"]
-    assert register_env["AML_WORKSPACE"] == settings.workspace
-    assert register_env["AZURE_SUBSCRIPTION_ID"] == settings.subscription_id
-    assert register_env["AZURE_RESOURCE_GROUP"] == settings.resource_group
-    assert register_env["MODEL_NAME"] == settings.model_name
+    # The steps that use the workspace's model registry reach it with Terraform's names.
+    for step in ("champion", "register"):
+        register_env = document["jobs"][step]["component"]["environment_variables"]
+        assert register_env["AML_WORKSPACE"] == settings.workspace
+        assert register_env["AZURE_SUBSCRIPTION_ID"] == settings.subscription_id
+        assert register_env["AZURE_RESOURCE_GROUP"] == settings.resource_group
+        assert register_env["MODEL_NAME"] == settings.model_name
+    for step in ("train", "evaluate", "gate", "export", "report"):
+        assert "AML_WORKSPACE" not in document["jobs"][step]["component"]["environment_variables"]
 
 
 def test_pipeline_wiring(built: Any) -> None:
@@ -129,12 +133,17 @@ def test_pipeline_wiring(built: Any) -> None:
                 found.add(match.group(1))
         return found
 
+    assert sources("champion") == set()
     assert sources("train") == set()
     assert sources("evaluate") == {"train"}
-    assert sources("gate") == {"evaluate"}
+    # The gate reads the champion step's output: the job finds its champion itself.
+    assert sources("gate") == {"evaluate", "champion"}
     assert sources("register") == {"train", "evaluate", "gate"}
-    assert sources("report") == {"train", "evaluate", "gate", "register"}
+    assert sources("report") == {"train", "evaluate", "champion", "gate", "register"}
     assert sources("export") == {"train", "register"}
+    for step in ("champion", "train", "evaluate", "export", "report"):
+        assert jobs[step]["inputs"]["data"]["path"] == "${{parent.inputs.data}}", step
+    assert set(document["inputs"]) == {"data"}, "no pipeline input a caller could forget"
     assert document["inputs"]["data"]["path"] == "azureml:ppe-hardhat-voc@latest"
 
 
@@ -148,8 +157,9 @@ def test_distribution_only_for_several_gpu_nodes(
     assert train.distribution.worker_count == 3
     assert train.resources.instance_count == 3
     assert validation_errors(several) == {}
-    for step in STEPS[1:]:
-        assert several.components[step].distribution is None
+    for step in STEPS:
+        if step != "train":
+            assert several.components[step].distribution is None, step
     document = yaml.safe_load(job_yaml(several.job, tmp_path))
     assert document["jobs"]["train"]["distribution"]["type"] == "tensorflow"
     assert document["jobs"]["train"]["distribution"]["worker_count"] == 3
@@ -194,7 +204,7 @@ def test_every_component_command_is_a_valid_ppe_invocation(
 
 
 def test_model_download_runs_a_valid_ppe_invocation(tmp_path: Path) -> None:
-    from ppe.aml.commands import model_download_argv
+    from ppe.cli.aml import model_download_argv
 
     argv = model_download_argv(tmp_path / "champion", "smoke", ["train.epochs=1"])
     args = _parse([*argv, "--set", "registry.model_name=x"], "ppe aml models download")

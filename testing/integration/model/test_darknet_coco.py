@@ -17,8 +17,8 @@ import tensorflow as tf
 from defusedxml import ElementTree
 from PIL import Image
 
+from ppe.cli import model as commands
 from ppe.errors import PpeError
-from ppe.model import commands
 from ppe.model.bundle import load_model_dir
 from ppe.model.darknet_weights import load_darknet_weights, transfer
 from ppe.model.decode import detect

@@ -12,6 +12,7 @@ from testing.helpers import CHROMIUM_ARGS, chromium_path, run_ppe
 
 from ppe.config import load_config
 from ppe.registry import get_registry
+from ppe.run import graph
 
 
 @pytest.fixture(scope="module")
@@ -48,21 +49,28 @@ def test_first_run_is_promoted_and_every_step_wrote_its_folder(
         "data/Annotations",
         "train/model/model.keras",
         "evaluate/metrics.json",
-        "gate.json",
-        "register.json",
+        "champion/champion.json",
+        "gate/gate.json",
+        "register/register.json",
         "export/metrics.json",
         "export/model_int8.tflite",
         "report/index.html",
-        "report.zip",
+        "report/report.zip",
         "pipeline.json",
     ):
         assert (first / part).exists(), part
     assert (first / "data_check.txt").read_text().strip() == "clean"
-    gate = json.loads((first / "gate.json").read_text())
+    gate = json.loads((first / "gate" / "gate.json").read_text())
     assert gate["promote"] is True and gate["champion_score"] is None
+    assert gate["champion_version"] is None
+    champion = json.loads((first / "champion" / "champion.json").read_text())
+    assert champion["version"] is None and not (first / "champion" / "model").exists()
     steps = json.loads((first / "pipeline.json").read_text())
+    # The data step, then the graph's steps in the graph's order.
+    assert list(steps["steps"]) == ["data", *graph.step_names()]
     assert list(steps["steps"]) == [
         "data",
+        "champion",
         "train",
         "evaluate",
         "gate",
@@ -70,6 +78,8 @@ def test_first_run_is_promoted_and_every_step_wrote_its_folder(
         "export",
         "report",
     ]
+    register = json.loads((first / "register" / "register.json").read_text())
+    assert register["promoted"] is True and register["version"]["version"] == 1
     versions = get_registry(load_config("smoke"), root=registry).list("ppe-hardhat-yolov3")
     assert [v.version for v in versions] == [1, 2]
     assert versions[0].tags["run_id"] == "first" and versions[1].tags["run_id"] == "second"
@@ -78,25 +88,30 @@ def test_first_run_is_promoted_and_every_step_wrote_its_folder(
 
 def test_second_run_keeps_the_champion_and_says_why(two_runs: tuple[Path, Path, Path]) -> None:
     first, second, registry = two_runs
-    gate = json.loads((second / "gate.json").read_text())
+    gate = json.loads((second / "gate" / "gate.json").read_text())
     assert gate["promote"] is False
-    assert gate["champion_score"] is not None
     assert "Not promoted" in gate["reason"]
-    assert (second / "champion_evaluate" / "metrics.json").is_file()
+    # The gate names the first run's model (version 1) and its score on the second run's data.
+    assert gate["champion_version"] == 1
+    first_metrics = json.loads((first / "evaluate" / "metrics.json").read_text())
+    champion_metrics = json.loads((second / "champion" / "evaluate" / "metrics.json").read_text())
+    second_metrics = json.loads((second / "evaluate" / "metrics.json").read_text())
+    assert gate["champion_model_hash"] == first_metrics["model_hash"]
+    assert gate["champion_score"] == champion_metrics["map50"]
+    assert champion_metrics["data_hash"] == second_metrics["data_hash"] == gate["data_hash"]
     champion = get_registry(load_config("smoke"), root=registry).champion("ppe-hardhat-yolov3")
     assert champion is not None and champion.version == 1
-    first_metrics = json.loads((first / "evaluate" / "metrics.json").read_text())
-    champion_metrics = json.loads((second / "champion_evaluate" / "metrics.json").read_text())
     # Same data (same seed), same model: the champion's re-evaluation reproduces its score.
-    assert champion_metrics["data_hash"] == first_metrics["data_hash"]
     assert champion_metrics["map50"] == pytest.approx(first_metrics["map50"], abs=1e-9)
+    register = json.loads((second / "register" / "register.json").read_text())
+    assert register["promoted"] is False and register["version"]["version"] == 2
     html = (second / "report" / "index.html").read_text()
     assert "Not promoted" in html and "champion_vs_challenger.png" in html
 
 
 def test_report_zip_holds_the_page_and_its_plots(two_runs: tuple[Path, Path, Path]) -> None:
     _, second, _ = two_runs
-    with zipfile.ZipFile(second / "report.zip") as bundle:
+    with zipfile.ZipFile(second / "report" / "report.zip") as bundle:
         names = set(bundle.namelist())
     assert "report/index.html" in names
     for plot in (

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testing.helpers import evaluation_metrics
 
 from ppe.cli import main
 from ppe.registry.local import LocalRegistry
@@ -102,14 +103,7 @@ def test_concurrent_registers_get_distinct_versions_and_a_consistent_champion(
 
 
 def metrics(map50: float, model_hash: str) -> dict[str, Any]:
-    return {
-        "map50": map50,
-        "ap": {"helmet": map50, "head": map50},
-        "data_hash": "data-1",
-        "split": "test",
-        "model_hash": model_hash,
-        "thresholds": {"score_threshold": 0.01, "iou_threshold": 0.5},
-    }
+    return evaluation_metrics(map50, data_hash="data-1", model_hash=model_hash)
 
 
 def run_step(

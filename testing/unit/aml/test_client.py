@@ -17,9 +17,10 @@ with warnings.catch_warnings():
     from azure.core.credentials import AccessToken
     from azure.core.exceptions import ClientAuthenticationError
 
-from ppe.aml.client import ARM_SCOPE, AzureLoginError, check_login, ml_client
+from ppe.aml.client import ARM_SCOPE, check_login, ml_client
 from ppe.aml.settings import AmlSettings
 from ppe.cli import main
+from ppe.errors import AzureLoginError
 
 SETTINGS = AmlSettings(
     subscription_id="00000000-0000-0000-0000-000000000001",

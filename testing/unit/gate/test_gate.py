@@ -8,24 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testing.helpers import EVALUATION_THRESHOLDS, evaluation_metrics
 
 from ppe.cli import main
-from ppe.gate import GateError, decide, run_gate
-
-THRESHOLDS = {"score_threshold": 0.01, "nms_iou_threshold": 0.45, "iou_threshold": 0.5}
+from ppe.errors import GateError
+from ppe.gate import decide, run_gate
 
 
 def metrics(map50: Any, **overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "map50": map50,
-        "ap": {"helmet": map50, "head": map50},
-        "data_hash": "d41d8cd9",
-        "split": "test",
-        "model_hash": f"model-{map50}",
-        "thresholds": dict(THRESHOLDS),
-    }
-    data.update(overrides)
-    return data
+    return evaluation_metrics(map50, **overrides)
 
 
 def test_promotes_when_better_by_at_least_the_margin() -> None:
@@ -91,7 +82,7 @@ def test_missing_failed_or_non_finite_challenger_never_promotes(challenger: Any)
     [
         ("data_hash", "other-data"),
         ("split", "val"),
-        ("thresholds", {**THRESHOLDS, "iou_threshold": 0.75}),
+        ("thresholds", {**EVALUATION_THRESHOLDS, "iou_threshold": 0.75}),
     ],
 )
 def test_champion_on_other_data_is_refused(field: str, value: Any) -> None:
@@ -227,7 +218,11 @@ def test_missing_challenger_file_writes_no_promote_and_fails(tmp_path: Path) -> 
     [
         ("{not json", "not valid JSON"),
         ("[1, 2]", "expected a JSON object"),
-        (json.dumps({"map50": 0.5}), "missing ap, data_hash, split, model_hash, thresholds"),
+        (
+            json.dumps({"map50": 0.5}),
+            r"not the EvaluationMetrics document `ppe evaluate` writes \(ap: Field required;.*"
+            r"thresholds: Field required",
+        ),
     ],
 )
 def test_malformed_metrics_files_are_explained(tmp_path: Path, content: str, match: str) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ppe.cli import model as commands
 from ppe.errors import PpeError
-from ppe.model import commands
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ def test_decode_preprocess_and_manifest_reader_do_not_need_tensorflow() -> None:
         sys.modules["keras"] = None
         import numpy as np
         import ppe.model
-        import ppe.model.commands
+        import ppe.cli.model
         from ppe.model.bundle import read_model_json
         from ppe.model.decode import detect
         from ppe.model.preprocess import letterbox

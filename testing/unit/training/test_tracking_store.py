@@ -12,7 +12,7 @@ import mlflow
 import pytest
 
 from ppe.errors import PpeError
-from ppe.train import _check_store
+from ppe.train.tracking import check_store
 
 
 def test_a_store_from_another_mlflow_schema_names_the_file_and_the_fix(tmp_path: Path) -> None:
@@ -31,7 +31,7 @@ def test_a_store_from_another_mlflow_schema_names_the_file_and_the_fix(tmp_path:
     before = hashlib.sha256(database.read_bytes()).hexdigest()
 
     with pytest.raises(PpeError) as error:
-        _check_store(mlflow, uri)
+        check_store(mlflow, uri)
 
     message = str(error.value)
     assert str(database) in message
@@ -42,5 +42,5 @@ def test_a_store_from_another_mlflow_schema_names_the_file_and_the_fix(tmp_path:
 
 
 def test_a_current_store_opens(tmp_path: Path) -> None:
-    _check_store(mlflow, f"sqlite:///{tmp_path / 'fresh.db'}")
+    check_store(mlflow, f"sqlite:///{tmp_path / 'fresh.db'}")
     assert (tmp_path / "fresh.db").is_file()

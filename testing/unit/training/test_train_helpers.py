@@ -5,7 +5,8 @@ import json
 import pytest
 
 from ppe.config import load_config
-from ppe.train import _finite_loss_guard, worker_role
+from ppe.train import worker_role
+from ppe.train.fit import _finite_loss_guard
 
 
 class _Model:

@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ppe.config import add_config_arguments, load_config
+from ppe.cli.options import add_config_arguments
+from ppe.config import load_config
 
 logger = logging.getLogger(__name__)
 
@@ -70,20 +71,42 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ppe.report import build_report
+    from ppe.errors import PpeError
+    from ppe.report import ReportInputs, build_report
+    from ppe.run.layout import RunLayout, report_zip
 
-    index = build_report(args.run)
-    logger.info("open %s in a browser (or unzip %s)", index, args.run / "report.zip")
+    folders = {
+        name: getattr(args, name)
+        for name in ("evaluate", "train", "champion", "gate", "register", "data")
+    }
+    if args.run is not None:
+        run = RunLayout(args.run)
+        defaults = ReportInputs.of_run(run)
+        folders = {
+            name: value if value is not None else getattr(defaults, name)
+            for name, value in folders.items()
+        }
+    out = args.out or (RunLayout(args.run).port("report") if args.run is not None else None)
+    if folders["evaluate"] is None or out is None:
+        raise PpeError("ppe report needs --run RUN_DIR, or --evaluate DIR and --out DIR")
+    title = args.run_id or (args.run.name if args.run is not None else out.name)
+    index = build_report(ReportInputs(**folders), out, title)
+    logger.info("open %s in a browser (or unzip %s)", index, report_zip(out))
     return 0
 
 
 def _pipeline_run(args: argparse.Namespace) -> int:
-    from ppe.pipeline import run_pipeline
+    from ppe.cli import run_command
+    from ppe.pipeline.local import run_pipeline
 
     config = load_config(args.config, args.overrides)
-    environ = dict(os.environ)
-    uri = None if args.no_tracking else resolve_tracking_uri(config.tracking.uri, environ)
-    result = run_pipeline(config, args.out, run_id=args.run_id, environ=environ, tracking_uri=uri)
+    result = run_pipeline(
+        config,
+        args.out,
+        execute=run_command,
+        run_id=args.run_id,
+        tracking=not args.no_tracking,
+    )
     verdict = "promoted to champion" if result.promoted else "not promoted (champion kept)"
     logger.info(
         "run %s: mAP@0.5 %s, %s; report: %s",
@@ -140,8 +163,23 @@ def register_steps(subparsers: Any) -> None:
     report = subparsers.add_parser(
         "report",
         help="HTML report with plots for a run folder (report/index.html and report.zip)",
+        description="Build the report from a local run folder (--run), or from the step output "
+        "folders (as the Azure ML report step does); a folder given explicitly wins over --run.",
     )
-    report.add_argument("--run", type=Path, required=True, help="pipeline run folder")
+    report.add_argument("--run", type=Path, help="local pipeline run folder")
+    for name, what in (
+        ("evaluate", "the evaluate step's folder (required without --run)"),
+        ("train", "the train step's folder (loss curves)"),
+        ("champion", "the champion step's folder (champion vs challenger)"),
+        ("gate", "the gate step's folder (the decision)"),
+        ("register", "the register step's folder"),
+        ("data", "the Pascal VOC dataset (sample images)"),
+    ):
+        report.add_argument(f"--{name}", type=Path, metavar="DIR", help=what)
+    report.add_argument("--run-id", help="the run's name in the page title")
+    report.add_argument(
+        "--out", type=Path, metavar="DIR", help="report folder (default: RUN/report)"
+    )
     report.set_defaults(func=_report)
 
     pipeline = subparsers.add_parser("pipeline", help="run every step locally")
@@ -150,7 +188,7 @@ def register_steps(subparsers: Any) -> None:
     )
     run = pipeline_sub.add_parser(
         "run",
-        help="data, check, train, evaluate, gate, register, report in one command",
+        help="data, champion, train, evaluate, gate, register, export, report in one command",
         description="Run the whole pipeline in-process; each run gets OUT/<run id>/.",
     )
     run.add_argument(

@@ -21,13 +21,13 @@ logger = logging.getLogger("ppe")
 
 # Modules that add subcommands, in the order `ppe --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "ppe.data.commands",
-    "ppe.model.commands",
-    "ppe.commands",
+    "ppe.cli.data",
+    "ppe.cli.model",
+    "ppe.cli.steps",
     "ppe.edge.commands",
-    "ppe.gate",
-    "ppe.registry.commands",
-    "ppe.aml.commands",
+    "ppe.cli.gate",
+    "ppe.cli.registry",
+    "ppe.cli.aml",
 )
 
 
@@ -58,6 +58,18 @@ def configure_logging(verbosity: int) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         for noisy in ("absl", "tensorflow", "h5py", "matplotlib", "PIL", "urllib3", "azure"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_command(argv: Sequence[str]) -> None:
+    """Run one ``ppe`` command line in this process; errors propagate as exceptions.
+
+    Raises:
+        PpeError: the command failed, or it returned a non-zero status.
+    """
+    args = get_args_parser().parse_args(list(argv))
+    status = args.func(args)
+    if status:
+        raise PpeError(f"`ppe {' '.join(argv)}` exited with status {status}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,7 @@
-"""``ppe register`` and ``ppe models list|show|download``.
+"""``ppe champion``, ``ppe register`` and ``ppe models list|show|download``.
+
+``ppe champion`` is the pipeline's champion step: it finds the registry's champion, downloads it
+and evaluates it on the run's data (see :mod:`ppe.registry.champion`).
 
 ``ppe register`` registers **every** evaluated candidate, promoted or not, so each one stays
 traceable (its version carries map50, data_hash, config_hash, git_commit and run_id tags, and the
@@ -16,31 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from ppe.config import Config, add_config_arguments, load_config
+from ppe.cli.options import add_config_arguments
+from ppe.config import Config, load_config
 from ppe.errors import PpeError
-from ppe.pipeline import git_commit as current_git_commit
+from ppe.registry.register import UNKNOWN, current_git_commit, register_candidate
+from ppe.run.documents import EvaluationMetrics, GateDecision, RegisteredVersion, RegisterRecord
 
 logger = logging.getLogger(__name__)
-
-UNKNOWN = "unknown"
-
-
-def _read_json(path: Path, what: str, fix: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise PpeError(f"{what} {path}: no such file; {fix}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise PpeError(f"{what} {path}: not valid JSON ({error}); {fix}") from None
-    if not isinstance(data, dict):
-        raise PpeError(f"{what} {path}: expected a JSON object; {fix}")
-    return data
 
 
 def _ml_client_from_environment() -> Any:
@@ -60,104 +50,10 @@ def _registry(config: Config) -> Any:
     return get_registry(config, ml_client=client)
 
 
-def build_tags(
-    metrics: dict[str, Any], config_hash: str, git_commit: str, run_id: str
-) -> dict[str, str]:
-    """The tags recorded on a registered version (all strings, as Azure ML requires)."""
-    score = metrics.get("map50")
-    text = "nan"
-    if isinstance(score, int | float) and not isinstance(score, bool) and math.isfinite(score):
-        text = f"{float(score):.6f}"
-    return {
-        "map50": text,
-        "data_hash": str(metrics.get("data_hash", UNKNOWN)),
-        "config_hash": config_hash,
-        "git_commit": git_commit,
-        "run_id": run_id,
-    }
-
-
-def register_candidate(
-    registry: Any,
-    name: str,
-    model_dir: Path,
-    gate: dict[str, Any],
-    metrics: dict[str, Any],
-    *,
-    config_hash: str,
-    git_commit: str,
-    run_id: str,
-) -> Any:
-    """Register a candidate and move the champion marker if the gate promoted it.
-
-    Args:
-        registry: A :class:`ppe.registry.ModelRegistry`.
-        name: Model name.
-        model_dir: The model folder.
-        gate: ``gate.json`` content (``promote``, ``challenger_model_hash``,
-            ``champion_model_hash``, ``data_hash``).
-        metrics: The candidate's ``metrics.json`` content.
-        config_hash: Hash of the resolved config.
-        git_commit: Source commit.
-        run_id: Pipeline run id.
-
-    Returns:
-        The registered :class:`ppe.registry.ModelVersion` (champion if promoted).
-
-    Raises:
-        PpeError: gate.json and metrics.json describe different models or data, or the champion
-            changed since the gate ran (nothing is registered then).
-    """
-    promote = gate.get("promote")
-    if not isinstance(promote, bool):
-        raise PpeError("gate.json has no boolean 'promote'; re-run `ppe gate`")
-    for gate_key, metrics_key in (
-        ("challenger_model_hash", "model_hash"),
-        ("data_hash", "data_hash"),
-    ):
-        if gate.get(gate_key) is not None and gate.get(gate_key) != metrics.get(metrics_key):
-            raise PpeError(
-                f"gate.json {gate_key} {gate.get(gate_key)!r} differs from metrics.json "
-                f"{metrics_key} {metrics.get(metrics_key)!r}: they describe different runs; pass "
-                "the gate.json and metrics.json of the same run"
-            )
-    if promote:
-        current = registry.champion(name)
-        expected = gate.get("champion_model_hash")
-        current_hash = current.properties.get("model_hash") if current is not None else None
-        if (current is None) != (expected is None) or (
-            current_hash is not None and current_hash != expected
-        ):
-            raise PpeError(
-                f"the champion of {name!r} changed since the gate ran (gate compared against "
-                f"model_hash {expected!r}, the registry's champion is "
-                f"{'none' if current is None else f'version {current.version}'} with model_hash "
-                f"{current_hash!r}); re-run `ppe gate` against the current champion"
-            )
-    properties = {
-        "model_hash": str(metrics.get("model_hash", UNKNOWN)),
-        "split": str(metrics.get("split", UNKNOWN)),
-        "gate_promote": "true" if promote else "false",
-        "gate_reason": str(gate.get("reason", "")),
-    }
-    tags = build_tags(metrics, config_hash, git_commit, run_id)
-    version = registry.register(model_dir, name, tags=tags, properties=properties)
-    if promote:
-        version = registry.set_champion(name, version.version)
-        logger.info("registered %s version %d and made it the champion", name, version.version)
-    else:
-        logger.info(
-            "registered %s version %d (not promoted: the champion is unchanged)",
-            name,
-            version.version,
-        )
-    return version
-
-
 def _register_command(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
-    gate = _read_json(Path(args.gate), "gate file", "run `ppe gate` first")
-    metrics = _read_json(Path(args.metrics), "metrics file", "run `ppe evaluate` first")
+    gate = GateDecision.read(Path(args.gate))
+    metrics = EvaluationMetrics.read(Path(args.metrics))
     model_dir = Path(args.model)
     if not model_dir.is_dir():
         raise PpeError(f"model folder {model_dir}: no such folder; pass the trained model folder")
@@ -171,7 +67,30 @@ def _register_command(args: argparse.Namespace) -> int:
         git_commit=args.git_commit or current_git_commit(Path.cwd()),
         run_id=args.run_id or UNKNOWN,
     )
+    if args.out is not None:
+        RegisterRecord(
+            version=RegisteredVersion.model_validate(version.to_dict()), promoted=gate.promote
+        ).write(Path(args.out))
     sys.stdout.write(json.dumps(version.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def _champion_command(args: argparse.Namespace) -> int:
+    from ppe.registry.champion import resolve_champion
+
+    config = load_config(args.config, args.overrides)
+    data_dir = Path(args.data)
+    if not data_dir.is_dir():
+        raise PpeError(f"data folder {data_dir}: no such folder; pass the run's VOC dataset")
+    record = resolve_champion(
+        _registry(config),
+        config.registry.model_name,
+        config.registry.backend,
+        data_dir,
+        Path(args.out),
+        config.evaluate,
+    )
+    sys.stdout.write(record.model_dump_json(indent=2) + "\n")
     return 0
 
 
@@ -223,8 +142,28 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--git-commit", metavar="SHA", help="source commit tag (default: git rev-parse HEAD)"
     )
+    parser.add_argument(
+        "--out",
+        metavar="REGISTER_JSON",
+        help="also write the registered version and the gate's verdict here (register.json)",
+    )
     add_config_arguments(parser)
     parser.set_defaults(func=_register_command)
+
+    champion = subparsers.add_parser(
+        "champion",
+        help="download the registry's champion and evaluate it on this data (the gate's input)",
+        description=(
+            "Write OUT/champion.json naming the registry's champion (or none); when there is "
+            "one, download it to OUT/model and evaluate it on DATA into OUT/evaluate, with the "
+            "config's evaluation settings, so `ppe gate --champion-dir OUT` compares like with "
+            "like."
+        ),
+    )
+    champion.add_argument("--data", required=True, metavar="DIR", help="Pascal VOC dataset")
+    champion.add_argument("--out", required=True, metavar="DIR", help="absent or empty folder")
+    add_config_arguments(champion)
+    champion.set_defaults(func=_champion_command)
 
     models = subparsers.add_parser(
         "models",

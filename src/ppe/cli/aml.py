@@ -2,6 +2,7 @@
 
 * ``ppe aml build`` builds the pipeline job offline and prints its YAML (or writes it with
   ``--out``, next to the code snapshot it references). No login needed.
+* ``ppe aml run-local`` runs that YAML on this machine (:mod:`ppe.aml.local_run`).
 * ``ppe aml submit`` builds the same job, registers changed environments, submits it, streams
   its logs and exits non-zero unless it completes.
 * ``ppe aml data upload`` uploads a VOC folder to the default datastore and registers a
@@ -27,7 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ppe.config import add_config_arguments, load_config
+from ppe.cli.options import add_config_arguments
+from ppe.config import load_config
 from ppe.errors import PpeError
 
 logger = logging.getLogger(__name__)
@@ -83,7 +85,6 @@ def _build(args: argparse.Namespace, code_dir: Path) -> Any:
         experiment=args.experiment,
         data_name=args.data_name,
         data_version=args.data_version,
-        champion_metrics=args.champion_metrics,
     )
     package_dir, pyproject, _ = _source_tree()
     built = build_pipeline(
@@ -161,6 +162,37 @@ def _data_upload_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_local_command(args: argparse.Namespace) -> int:
+    from ppe.aml.local_run import run_pipeline_job
+    from ppe.config import RegistryConfig
+    from ppe.run.layout import new_run_id
+
+    data: dict[str, Path] = {}
+    for item in args.inputs:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise PpeError(f"--input {item!r}: write NAME=DIR, e.g. --input data=outputs/voc")
+        data[name] = Path(folder)
+    registry = Path(args.registry) if args.registry else RegistryConfig().root
+    result = run_pipeline_job(
+        Path(args.job),
+        Path(args.out),
+        data=data,
+        registry_root=registry,
+        run_id=args.run_id or new_run_id(),
+        environ=dict(os.environ),
+    )
+    logger.info("ran %s; outputs in %s", " -> ".join(result.order), Path(args.out) / "outputs")
+    sys.stdout.write(
+        json.dumps(
+            {node: {k: str(v) for k, v in out.items()} for node, out in result.outputs.items()},
+            indent=2,
+        )
+        + "\n"
+    )
+    return 0
+
+
 def model_download_argv(
     dest: Path, config: str, overrides: list[str], version: int | None = None
 ) -> list[str]:
@@ -225,11 +257,6 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-version", default="latest", help="data asset version (default: latest)"
     )
     parser.add_argument(
-        "--champion-metrics",
-        metavar="PATH|URI",
-        help="the champion's metrics.json on the same data, for the gate",
-    )
-    parser.add_argument(
         "--code-dir",
         metavar="DIR",
         help=f"where to write the code snapshot (default: {DEFAULT_CODE_DIR}, or beside --out)",
@@ -266,6 +293,32 @@ def register(subparsers: Any) -> None:
         "--no-wait", action="store_true", help="print the job name and return at once"
     )
     submit.set_defaults(func=_submit_command)
+
+    run_local = actions.add_parser(
+        "run-local",
+        help="run the job YAML `ppe aml build` wrote on this machine, node by node",
+        description=(
+            "Execute each component's command in dependency order, with Azure ML's input, "
+            "output and optional-block substitution and the environment a component sees; a "
+            "TensorFlow distribution starts one process per worker (TF_CONFIG on loopback). "
+            "The local registry (--registry) stands in for the workspace's."
+        ),
+    )
+    run_local.add_argument("--job", required=True, metavar="FILE", help="pipeline job YAML")
+    run_local.add_argument("--out", required=True, metavar="DIR", help="new or empty folder")
+    run_local.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a local folder for a pipeline input bound to an azureml: asset (e.g. data=DIR)",
+    )
+    run_local.add_argument(
+        "--registry", metavar="DIR", help="local registry root (default: outputs/registry)"
+    )
+    run_local.add_argument("--run-id", help="AZUREML_ROOT_RUN_ID (default: the UTC time)")
+    run_local.set_defaults(func=_run_local_command)
 
     data = actions.add_parser("data", help="data assets in the workspace")
     data_actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)

@@ -1,4 +1,6 @@
-"""Training: ``model.fit`` under a ``tf.distribute`` strategy, resumable, tracked with MLflow.
+"""The fit loop: ``model.fit`` under a ``tf.distribute`` strategy, resumable, tracked with MLflow.
+
+The strategy comes from :mod:`ppe.train.distribution`, the tracking from :mod:`ppe.train.tracking`.
 
 The same function runs on a laptop and on the Azure ML GPU cluster: the strategy comes from the
 environment (``TF_CONFIG`` set by Azure ML's TensorFlow distribution -> multi-worker; several
@@ -29,12 +31,15 @@ from typing import Any
 
 from ppe.config import Config
 from ppe.errors import PpeError
+from ppe.run.documents import DatasetRecord, TrainingSummary
+from ppe.run.layout import dataset_file, train_summary_file
+from ppe.run.layout import model_dir as trained_model_dir
+from ppe.train.distribution import select_strategy, worker_role
+from ppe.train.tracking import MlflowTracker
 
 logger = logging.getLogger(__name__)
 
 BACKUP_DIR = Path("checkpoints") / "backup"
-SUMMARY_FILE = "train.json"
-RUN_STATE_FILE = "run_state.json"
 
 
 @dataclass
@@ -47,58 +52,6 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     images_per_second: float = 0.0
     mlflow_run_id: str | None = None
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
-    else:
-        out[prefix] = value
-
-
-def select_strategy(environ: Mapping[str, str]) -> Any:
-    """Pick the ``tf.distribute`` strategy for this process.
-
-    Args:
-        environ: the process environment (``TF_CONFIG`` decides multi-worker training).
-
-    Returns:
-        ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names more than one worker,
-        ``MirroredStrategy`` with several local GPUs, else the default strategy.
-    """
-    import tensorflow as tf
-
-    tf_config = environ.get("TF_CONFIG")
-    if tf_config:
-        cluster = json.loads(tf_config).get("cluster", {})
-        if len(cluster.get("worker", [])) > 1:
-            logger.info(
-                "TF_CONFIG names %d workers: MultiWorkerMirroredStrategy", len(cluster["worker"])
-            )
-            return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_physical_devices("GPU")
-    if len(gpus) > 1:
-        logger.info("%d GPUs: MirroredStrategy", len(gpus))
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def worker_role(environ: Mapping[str, str]) -> tuple[bool, int]:
-    """``(is_chief, worker index)`` from ``TF_CONFIG``; a single process is the chief.
-
-    In multi-worker training every worker runs this script; only the chief (task ``chief``, or
-    worker 0 when there is none) writes the model folder, the summary and MLflow records. The
-    others keep their checkpoints in a private folder so they never overwrite the chief's.
-    """
-    tf_config = environ.get("TF_CONFIG")
-    if not tf_config:
-        return True, 0
-    document = json.loads(tf_config)
-    task = document.get("task", {})
-    task_type, index = task.get("type", "worker"), int(task.get("index", 0))
-    has_chief = bool(document.get("cluster", {}).get("chief"))
-    return (task_type == "chief" or (task_type == "worker" and index == 0 and not has_chief)), index
 
 
 def _learning_rate(config: Config, steps_per_epoch: int) -> Any:
@@ -120,7 +73,7 @@ def _learning_rate(config: Config, steps_per_epoch: int) -> Any:
 
 
 def _make_callbacks(
-    out_dir: Path, config: Config, tracker: _MlflowTracker | None
+    out_dir: Path, config: Config, tracker: MlflowTracker | None
 ) -> tuple[list[Any], Any]:
     import keras
 
@@ -165,93 +118,6 @@ def _finite_loss_guard(config: Config) -> Any:
                 self.model.stop_training = True
 
     return Guard()
-
-
-def _sqlite_file(tracking_uri: str) -> Path | None:
-    """The database file of an embedded ``sqlite:///`` store, else None."""
-    prefix = "sqlite:///"
-    return Path(tracking_uri.removeprefix(prefix)) if tracking_uri.startswith(prefix) else None
-
-
-def _check_store(mlflow: Any, tracking_uri: str) -> None:
-    """Open the tracking store once, turning a schema from another MLflow into a clear error."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mlflow.MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
-    except MlflowException as error:
-        if "schema" not in str(error):
-            raise
-        where = tracking_uri
-        database = _sqlite_file(tracking_uri)
-        if database is not None:
-            where = f"{database} (move it aside to start a new one: mv {database} {database}.old)"
-        raise PpeError(
-            f"the MLflow tracking store {where} has a database schema that MLflow "
-            f"{mlflow.__version__} cannot use ({str(error).split('. ')[0]}). An older store can "
-            f"be migrated with `mlflow db upgrade {tracking_uri}`; one written by a newer MLflow "
-            "cannot be opened by this one. Or set tracking.uri (or MLFLOW_TRACKING_URI) to "
-            "another store."
-        ) from error
-
-
-class _MlflowTracker:
-    """MLflow run for one training output folder; a resumed training continues the same run."""
-
-    def __init__(self, tracking_uri: str, experiment: str, out_dir: Path) -> None:
-        import mlflow
-
-        self._mlflow = mlflow
-        mlflow.set_tracking_uri(tracking_uri)
-        _check_store(mlflow, tracking_uri)
-        database = _sqlite_file(tracking_uri)
-        if database is not None and mlflow.get_experiment_by_name(experiment) is None:
-            # Keep artifacts beside the database instead of in the current directory.
-            mlflow.create_experiment(
-                experiment, artifact_location=(database.parent / "mlartifacts").resolve().as_uri()
-            )
-        mlflow.set_experiment(experiment)
-        state_path = out_dir / RUN_STATE_FILE
-        run_id = None
-        if state_path.is_file():
-            run_id = json.loads(state_path.read_text()).get("mlflow_run_id")
-        self.run = mlflow.start_run(run_id=run_id, run_name=out_dir.name)
-        state_path.write_text(json.dumps({"mlflow_run_id": self.run.info.run_id}))
-
-    @property
-    def run_id(self) -> str:
-        return str(self.run.info.run_id)
-
-    def log_start(self, config: Config, tags: Mapping[str, str]) -> None:
-        params: dict[str, Any] = {}
-        _flatten("", config.to_dict(), params)
-        existing = self._mlflow.get_run(self.run_id).data.params
-        self._mlflow.log_params({k: v for k, v in params.items() if k not in existing})
-        self._mlflow.set_tags(dict(tags))
-        self._mlflow.log_text(config.to_yaml(), "config.yaml")
-
-    def callback(self) -> Any:
-        import keras
-
-        mlflow = self._mlflow
-
-        class Logger(keras.callbacks.Callback):  # type: ignore[misc]
-            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-                metrics = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
-                mlflow.log_metrics(metrics, step=epoch + 1)
-
-        return Logger()
-
-    def finish(self, status: str, summary: Mapping[str, Any]) -> None:
-        self._mlflow.log_dict(dict(summary), "train.json")
-        self._mlflow.end_run(status=status)
-
-
-def _is_number(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def _check_resume(out_dir: Path, config: Config) -> None:
@@ -323,17 +189,12 @@ def train(
             f"{data_dir}: the train split is empty; add images to ImageSets/Main/train.txt"
         )
     data_hash = dataset_hash(data_dir)
-    (out_dir / "dataset.json").write_text(
-        json.dumps(
-            {
-                "data_hash": data_hash,
-                "path": str(data_dir),
-                "train": len(train_samples),
-                "val": len(val_samples),
-            },
-            indent=2,
-        )
-    )
+    DatasetRecord(
+        data_hash=data_hash,
+        path=str(data_dir),
+        train=len(train_samples),
+        val=len(val_samples),
+    ).write(dataset_file(out_dir))
     resumed_from = _backup_epoch(out_dir)
     if resumed_from:
         logger.info("resuming %s from the end of epoch %d", out_dir, resumed_from)
@@ -380,11 +241,13 @@ def train(
             global_clipnorm=10.0,
         )
         trainer.compile(optimizer=optimizer, jit_compile=config.train.jit_compile)
-        # BackupAndRestore restores into a built model: build it with one dummy batch.
+        # BackupAndRestore restores into a built model: build it with one dummy batch, and the
+        # optimizer's slots (multi-worker training skips Keras's own build, see YoloTrainer).
         trainer(tf.zeros((1, spec.image_size, spec.image_size, 3)))
+        optimizer.build(trainer.trainable_variables)
 
     tracker = (
-        _MlflowTracker(tracking_uri, config.tracking.experiment, out_dir) if tracking_uri else None
+        MlflowTracker(tracking_uri, config.tracking.experiment, out_dir) if tracking_uri else None
     )
     if tracker is not None:
         tracker.log_start(config, {"data_hash": data_hash, "config_hash": config.hash()})
@@ -411,7 +274,7 @@ def train(
     epochs_run = config.train.epochs - resumed_from
     images_per_second = epochs_run * steps * batch / max(elapsed, 1e-9)
     history_dict = {k: [float(v) for v in values] for k, values in history.history.items()}
-    model_dir = out_dir / "model"
+    model_dir = trained_model_dir(out_dir)
     save_model_dir(
         model,
         spec,
@@ -423,21 +286,20 @@ def train(
             "mlflow_run_id": tracker.run_id if tracker else None,
         },
     )
-    summary = {
-        "epochs": config.train.epochs,
-        "resumed_from_epoch": resumed_from,
-        "steps_per_epoch": steps,
-        "batch_size": batch,
-        "seconds": round(elapsed, 2),
-        "images_per_second": round(images_per_second, 2),
-        "history": history_dict,
-        "data_hash": data_hash,
-        "config_hash": config.hash(),
-        "mlflow_run_id": tracker.run_id if tracker else None,
-        "replicas": strategy.num_replicas_in_sync,
-        "tensorflow": tf.__version__,
-    }
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    TrainingSummary(
+        epochs=config.train.epochs,
+        resumed_from_epoch=resumed_from,
+        steps_per_epoch=steps,
+        batch_size=batch,
+        seconds=round(elapsed, 2),
+        images_per_second=round(images_per_second, 2),
+        history=history_dict,
+        data_hash=data_hash,
+        config_hash=config.hash(),
+        mlflow_run_id=tracker.run_id if tracker else None,
+        replicas=strategy.num_replicas_in_sync,
+        tensorflow=tf.__version__,
+    ).write(train_summary_file(out_dir))
     logger.info(
         "trained %d epochs (%.1f images/s); model folder: %s",
         epochs_run,

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ppe.config import add_config_arguments, load_config
+from ppe.cli.options import add_config_arguments
+from ppe.config import load_config
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ def synth_command(args: argparse.Namespace) -> int:
 
 def check_command(args: argparse.Namespace) -> int:
     """``ppe data check``: problems on stdout and 1, or a summary line and 0."""
-    from ppe.data.check import DatasetInvalidError, summarize_dataset
+    from ppe.data.check import summarize_dataset
+    from ppe.errors import DatasetInvalidError
 
     config = load_config(args.config, args.overrides)
     try:
