@@ -91,7 +91,7 @@ def test_module_sends_alerts_and_telemetry(edge_models: Path, tmp_path: Path, fr
             "alert_min_frames": 2,
             "alert_window_frames": 3,
             "alert_cooldown_s": 0.3,
-            "telemetry_interval_s": 0.5,
+            "telemetry_interval_s": 1.0,
             "$version": 2,
         }
     )
