@@ -34,7 +34,7 @@ from ppe.edge.queue import DurableQueue
 from ppe.edge.runtime import Detector, LiteRTDetector
 from ppe.edge.server import ScoringServer
 from ppe.edge.settings import STATE_FILE, LiveSettings
-from ppe.edge.sources import open_source
+from ppe.edge.sources import open_source, redact
 from ppe.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -323,7 +323,7 @@ class EdgeModule:
             logger.exception("the frame loop stopped on an error; HTTP scoring goes on")
         else:
             if not self.stop_event.is_set():
-                logger.warning("frame source %s ended", self.options.frame_source)
+                logger.warning("frame source %s ended", redact(self.options.frame_source))
 
     def telemetry(self) -> dict[str, Any]:
         """One telemetry message (and reset the interval's counters)."""
@@ -368,7 +368,7 @@ class EdgeModule:
             self.options.device_id,
             self.options.module_id,
             self.options.camera_id,
-            self.options.frame_source or "(HTTP only)",
+            redact(self.options.frame_source) or "(HTTP only)",
             self.detector.model_version,
             self.outbox.path,
         )
