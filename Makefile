@@ -86,7 +86,9 @@ clean:  ## Remove environments and outputs
 # --- The edge module image, built offline (environments/docker/build_image.sh) -------------------
 # Docker's engine and mmdebstrap (the base image from Debian's packages) for `make edge-image` and
 # the container tests; the daemon is started by environments/docker/dockerd.sh when none answers.
-APT_PACKAGES += docker.io mmdebstrap
+# QEMU user-mode emulation (and arch-test, which mmdebstrap needs for a foreign architecture)
+# builds and runs the arm64v8 image on amd64 (environments/docker/binfmt.sh registers it).
+APT_PACKAGES += docker.io mmdebstrap qemu-user-static arch-test
 PLATFORM ?= amd64
 EDGE_MODEL_DIR ?= environments/docker/model
 EDGE_IMAGE_TAG ?= ppedetector:local-$(PLATFORM)

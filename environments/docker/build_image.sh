@@ -47,6 +47,9 @@ for name in model_int8.tflite labels.txt model.json; do
     exit 1
   fi
 done
+if [ "${platform}" = arm64v8 ]; then
+  "${here}/binfmt.sh"  # arm64 programs (the base's hooks, the build's RUN steps) under QEMU
+fi
 for tool in "${docker}" mmdebstrap; do
   command -v "${tool}" >/dev/null || { echo "error: ${tool} not found; run 'make setup'" >&2; exit 1; }
 done
