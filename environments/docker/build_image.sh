@@ -61,7 +61,7 @@ if ! "${docker}" image inspect "${base}" >/dev/null 2>&1; then
   if [ ! -s "${base_tar}" ]; then
     mkdir -p "${cache}"
     echo "making the ${platform} base with mmdebstrap (Debian bookworm, python3.11)"
-    mmdebstrap --quiet --variant=minbase --architectures="${debian_arch}" \
+    mmdebstrap --quiet --variant=minbase --format=tar --architectures="${debian_arch}" \
       --include=python3.11,python3.11-venv,ca-certificates \
       --customize-hook='chroot "$1" python3.11 -m venv /usr/local' \
       --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/usr/share/doc/* "$1"/usr/share/man/*' \
