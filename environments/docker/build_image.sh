@@ -6,7 +6,7 @@
 # Nothing is pulled from a registry and nothing is fetched during the build:
 #   1. base: a Debian bookworm minbase root filesystem with Python 3.11 (the minor version of the
 #      official python:3.11.x image the Dockerfile names by default), made by mmdebstrap from
-#      Debian's packages and imported with `docker import`; Python lives in a venv at /usr/local,
+#      Debian's packages and added to an image FROM scratch; Python lives in a venv at /usr/local,
 #      where the official image has it. Made once per platform; the tarball is cached.
 #   2. wheels: every package of requirements-edge.txt and requirements-build.txt (the build
 #      backend) downloaded on the host with `pip download --require-hashes` into the wheelhouse;
@@ -68,9 +68,17 @@ if ! "${docker}" image inspect "${base}" >/dev/null 2>&1; then
       bookworm "${base_tar}.tmp"
     mv "${base_tar}.tmp" "${base_tar}"
   fi
-  "${docker}" import --platform "${docker_platform}" \
-    --change 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8' \
-    --change 'CMD ["python3"]' "${base_tar}" "${base}" >/dev/null
+  # `FROM scratch` + ADD of the tarball rather than `docker import`: Docker 20.10 records an
+  # imported image as the daemon's architecture whatever --platform says, and the arm64v8 build
+  # then refuses it; a build from scratch records the platform it was asked for.
+  base_context="$(mktemp -d)"
+  ln "${base_tar}" "${base_context}/rootfs.tar" 2>/dev/null || cp "${base_tar}" "${base_context}/rootfs.tar"
+  printf '%s\n' 'FROM scratch' 'ADD rootfs.tar /' \
+    'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8' 'CMD ["python3"]' \
+    >"${base_context}/Dockerfile"
+  "${docker}" build --quiet --network host --platform "${docker_platform}" -t "${base}" \
+    "${base_context}" >/dev/null
+  rm -rf "${base_context}"
 fi
 
 # 2. The wheels, hash-checked on download (and again by pip inside the build).
