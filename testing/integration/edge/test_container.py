@@ -401,34 +401,3 @@ def test_a_root_owned_queue_folder_is_a_one_line_error(
     errors = [line for line in logs.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "QUEUE_DIR /app/queue" in errors[0]
     assert "install -d -o 10001" in errors[0]
-
-
-@pytest.mark.slow
-def test_the_arm64v8_image_answers_healthz_under_emulation(
-    docker_env: dict[str, str], model_dir: Path
-) -> None:
-    # Built and run on amd64 through QEMU user-mode emulation (environments/docker/binfmt.sh).
-    tag = build_image(docker_env, model_dir, "arm64v8")
-    port = free_port()
-    name = f"ppe-test-arm64-{port}"
-    docker(
-        docker_env,
-        "run", "--detach", "--name", name, "--platform", "linux/arm64", "--network", "host",
-        "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--tmpfs", f"/app/queue:size=16m,uid={MODULE_UID},gid={MODULE_UID}",
-        "-e", f"HTTP_PORT={port}", "-e", "HTTP_HOST=127.0.0.1", "-e", f"SCORE_TOKEN={TOKEN}",
-        "-e", "EdgeHubConnectionString=HostName=test-hub.azure-devices.net;"
-        f"DeviceId={DEVICE};ModuleId={MODULE};SharedAccessKey=dGVzdC1rZXktbm90LWEtc2VjcmV0;"
-        "GatewayHostName=127.0.0.1",
-        "-e", "EdgeModuleCACertificateFile=/etc/ssl/certs/ca-certificates.crt",
-        tag,
-    )  # fmt: skip
-    container = Container(docker_env, name, port)
-    try:
-        health = container.wait_healthy(timeout=300)
-        assert health["model_version"] and health["classes"] == ["helmet", "head"]
-        assert container.exec("uname", "-m").stdout.strip() == "aarch64"
-        status, document = container.score((PHOTOS / "hard_hat_workers101.png").read_bytes())
-        assert status == 200 and document["detections"], document
-    finally:
-        container.remove()
