@@ -84,3 +84,31 @@ bench: setup  ## Benchmarks: benchmarks/results/<date>.json and benchmarks/RESUL
 
 clean:  ## Remove environments and outputs
 	rm -rf $(TOOLS) $(VENV) .venv-* $(NODE_TOOLS)/node_modules outputs .pytest_cache .mypy_cache .ruff_cache
+
+# --- The edge module image, built offline (environments/docker/build_image.sh) -------------------
+# Docker's engine and mmdebstrap (the base image from Debian's packages) for `make edge-image` and
+# the container tests; the daemon is started by environments/docker/dockerd.sh when none answers.
+# QEMU user-mode emulation (and arch-test, which mmdebstrap needs for a foreign architecture)
+# builds and runs the arm64v8 image on amd64 (environments/docker/binfmt.sh registers it).
+APT_PACKAGES += docker.io mmdebstrap qemu-user-static arch-test
+PLATFORM ?= amd64
+EDGE_MODEL_DIR ?= environments/docker/model
+EDGE_IMAGE_TAG ?= ppedetector:local-$(PLATFORM)
+
+.PHONY: edge-image edge-build-requirements
+
+edge-image: setup-system $(TOOLS)/bin/uv  ## Build the module image offline: PLATFORM=amd64|arm64v8 (model staged first)
+	DOCKER_HOST="$$(environments/docker/dockerd.sh)" PIP="$(TOOLS)/bin/python -m pip" \
+	  environments/docker/build_image.sh $(PLATFORM) $(EDGE_MODEL_DIR) $(EDGE_IMAGE_TAG)
+
+# The build backends: the package's own (pyproject.toml) and setuptools for the one locked
+# dependency PyPI has only as a source archive (paho-mqtt 1.6.1).
+edge-build-requirements: | $(UV)  ## Re-lock the image's build backends (requirements-build.txt)
+	{ printf 'hatchling==%s\n' "$$(sed -n 's/^requires = \["hatchling==\(.*\)"\]/\1/p' pyproject.toml)"; \
+	  echo setuptools; } > $(TOOLS)/build.in
+	grep -A0 '^packaging==' environments/docker/requirements-edge.txt | cut -d' ' -f1 > $(TOOLS)/build.constraints
+	{ sed -n '1,4p' environments/docker/requirements-build.txt; \
+	  $(UV) pip compile --quiet --generate-hashes --python-version 3.11 --python-platform linux \
+	    -c $(TOOLS)/build.constraints --no-emit-package packaging --no-header $(TOOLS)/build.in \
+	    | sed 's#-r $(TOOLS)/build.in#pyproject.toml [build-system]#'; } > $(TOOLS)/requirements-build.txt
+	mv $(TOOLS)/requirements-build.txt environments/docker/requirements-build.txt

@@ -292,9 +292,30 @@ def _evaluator(result: dict[str, Any]) -> list[str]:
     )
 
 
+def _edge_image(result: dict[str, Any]) -> list[str]:
+    lines = ["## Edge module image (built offline)", ""]
+    skipped = _not_ok(result)
+    if skipped:
+        return lines + skipped
+    settings = result.get("settings", {})
+    return lines + _table(
+        ("base image", "image (MB)", "build (s)", "start-up to /healthz (s, median)", "starts (s)"),
+        [
+            (
+                settings.get("base_image"),
+                result.get("image_mb"),
+                result.get("build_s"),
+                result.get("startup_s"),
+                ", ".join(f"{value:.2f}" for value in result.get("startup_s_all", [])),
+            )
+        ],
+    )
+
+
 SECTIONS = {
     "inference": _inference,
     "serving": _serving,
+    "edge_image": _edge_image,
     "training": _training,
     "real_data": _real_data,
     "evaluator": _evaluator,

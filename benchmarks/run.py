@@ -6,7 +6,8 @@ Usage::
                              [--data PATH] [--weights PATH] [--model auto|train|PATH] [--out DIR]
 
 Benchmarks (in this order): ``evaluator``, ``training``, ``real_data``, ``inference``,
-``serving``; inference and serving measure the model that ``real_data`` fine-tuned, when it ran.
+``serving``, ``edge_image``; inference and serving measure the model that ``real_data``
+fine-tuned, when it ran.
 Each runs in its own Python process (``benchmarks.worker``); the orchestrator never imports
 TensorFlow. A benchmark that lacks a prerequisite (real data, weights, a GPU) is recorded
 as ``skipped`` with the reason and how to provide it; one that raises is ``failed`` with the error.
@@ -40,7 +41,14 @@ from benchmarks.report import render
 
 logger = logging.getLogger("benchmarks.run")
 
-BENCHMARKS: tuple[str, ...] = ("evaluator", "training", "real_data", "inference", "serving")
+BENCHMARKS: tuple[str, ...] = (
+    "evaluator",
+    "training",
+    "real_data",
+    "inference",
+    "serving",
+    "edge_image",
+)
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 SCHEMA_VERSION = 1

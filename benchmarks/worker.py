@@ -24,7 +24,15 @@ from benchmarks.common import Context, failed
 
 logger = logging.getLogger("benchmarks.worker")
 
-BENCHMARKS = ("evaluator", "inference", "serving", "training", "real_data", "machine")
+BENCHMARKS = (
+    "evaluator",
+    "inference",
+    "serving",
+    "training",
+    "real_data",
+    "edge_image",
+    "machine",
+)
 
 
 def clean(value: Any) -> Any:

@@ -192,11 +192,13 @@ class ExportConfig(Section):
 class EdgeConfig(Section):
     """The IoT Edge module's runtime behaviour (live-updatable from the module twin)."""
 
-    score_threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.4
-    alert_min_frames: Annotated[int, Field(ge=1)] = 3
-    alert_window_frames: Annotated[int, Field(ge=1)] = 5
-    alert_cooldown_s: Annotated[float, Field(ge=0.0)] = 60.0
-    telemetry_interval_s: Annotated[float, Field(gt=0.0)] = 60.0
+    score_threshold: Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)] = 0.4
+    alert_min_frames: Annotated[int, Field(ge=1, le=1000)] = 3
+    alert_window_frames: Annotated[int, Field(ge=1, le=1000)] = 5
+    alert_cooldown_s: Annotated[float, Field(ge=0.0, le=86400.0, allow_inf_nan=False)] = 60.0
+    # At least 1 s: one module at 1 message/s already uses 86,400 of an S1 unit's 400,000
+    # messages a day (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-quotas-throttling).
+    telemetry_interval_s: Annotated[float, Field(ge=1.0, le=86400.0, allow_inf_nan=False)] = 60.0
     http_port: Annotated[int, Field(ge=1, le=65535)] = 8080
     max_upload_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
     max_image_pixels: Annotated[int, Field(ge=1)] = 40_000_000

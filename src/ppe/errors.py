@@ -13,9 +13,17 @@ The hierarchy::
     │   ├── RegistryError         the model registry is unusable or the request cannot be met
     │   ├── AzureLoginError       no Azure credential could be obtained
     │   ├── RunLocalError         ``ppe aml run-local``: a job it cannot run, or a node failed
+    │   ├── ConfigError
+    │   │   └── OutboxUnavailableError  the edge module's queue folder or database cannot be
+    │   │                         opened for writing (a deployment problem)
     │   ├── ManifestError         an IoT Edge deployment template, variable or manifest is wrong
     │   ├── ModelLoadError        the edge runtime cannot load the model, labels or spec
-    │   └── FrameSourceError      the edge frame source cannot be opened
+    │   ├── FrameSourceError      the edge frame source cannot be opened
+    │   ├── MalformedAlertError   a queued message is not an alert the module sends (alerts
+    │   │                         consumer: dead-lettered, never retried into success)
+    │   └── NotificationError     the alert webhook did not accept the notification (retried)
+    ├── OutboxWriteError          the edge module's storage refused a write (disk full); the
+    │                             module keeps the alert in memory and retries
     ├── ClientError               the edge module's HTTP server refuses a request (a 4xx status
     │                             with a JSON body); the server answers it, nobody exits
     └── ValueError
@@ -92,6 +100,22 @@ class ModelLoadError(PpeError):
 
 class FrameSourceError(PpeError):
     """The frame source does not exist or cannot be opened."""
+
+
+class OutboxUnavailableError(ConfigError):
+    """The queue folder or database cannot be opened for writing (a deployment problem)."""
+
+
+class OutboxWriteError(Exception):
+    """The storage refused a write (disk full, I/O error); the outbox is unchanged."""
+
+
+class MalformedAlertError(PpeError):
+    """A queued message is not an alert the module sends; retrying cannot fix it."""
+
+
+class NotificationError(PpeError):
+    """The webhook did not accept the notification; the message is retried."""
 
 
 class ClientError(Exception):

@@ -21,8 +21,8 @@ from functools import lru_cache
 import azure.functions as func
 
 from ppe.alerts.consumer import AlertConsumer, Outcome
-from ppe.alerts.records import MalformedAlertError
 from ppe.alerts.settings import consumer_from_settings
+from ppe.errors import MalformedAlertError
 
 #: App setting naming the queue, and the prefix of the Service Bus identity connection settings.
 QUEUE_SETTING = "ALERTS_QUEUE_NAME"

@@ -14,8 +14,8 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-from ppe.alerts.records import Alert, NotificationError
-from ppe.errors import ConfigError
+from ppe.alerts.records import Alert
+from ppe.errors import ConfigError, NotificationError
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from ppe.errors import PpeError
+from ppe.errors import MalformedAlertError, NotificationError
 
 logger = logging.getLogger(__name__)
 
@@ -29,14 +29,6 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 _REQUIRED = ("alertId", "type", "deviceId", "cameraId", "time")
 
 State = Literal["received", "notified"]
-
-
-class MalformedAlertError(PpeError):
-    """A queued message is not an alert the module sends; retrying cannot fix it."""
-
-
-class NotificationError(PpeError):
-    """The webhook did not accept the notification; the message is retried."""
 
 
 @dataclass(frozen=True)

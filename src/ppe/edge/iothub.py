@@ -6,7 +6,12 @@ Built on the synchronous ``azure.iot.device.IoTHubModuleClient`` (MQTT). Three t
   ``send_message_to_output`` to the output named by its kind (``alerts`` or ``telemetry``), and
   deletes it from the outbox only when the call returns, which the SDK does after the broker's
   PUBACK. Any failure leaves the message queued and the sender waits with exponential back-off
-  (``initial_backoff_s`` doubling up to ``max_backoff_s``) before trying again;
+  (``initial_backoff_s`` doubling up to ``max_backoff_s``) before trying again. A failure of the
+  link (connection refused or dropped, time-out) costs the message nothing; any other failure
+  counts one attempt, and the outbox moves a message aside after its ``max_attempts``. A message
+  the SDK refuses outright (``ValueError``: over IoT Hub's 256 KB) is moved aside at once, so
+  nothing blocks the messages behind it. An outbox that cannot be written (a full disk) stops
+  nothing: the sender waits and tries again;
 * the *twin* thread connects, registers the desired-properties patch handler, reads the full twin
   once and applies its desired properties, retrying with the same back-off until it succeeds;
 * the *reporter* writes the settings in force back as reported properties after every change.
@@ -26,11 +31,28 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ppe.edge.queue import DurableQueue, QueuedMessage
+from ppe.errors import OutboxWriteError
 
 logger = logging.getLogger(__name__)
 
 #: Module output of each message kind.
 OUTPUTS: dict[str, str] = {"alert": "alerts", "telemetry": "telemetry"}
+
+
+def link_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the link to the hub failed, not the message."""
+    from azure.iot.device import exceptions as sdk
+
+    return (
+        sdk.ConnectionFailedError,
+        sdk.ConnectionDroppedError,
+        sdk.NoConnectionError,
+        sdk.CredentialError,
+        sdk.OperationTimeout,
+        sdk.OperationCancelled,
+        ConnectionError,
+        TimeoutError,
+    )
 
 
 class ModuleClient(Protocol):
@@ -86,6 +108,8 @@ class HubLink:
             at start-up); returns the live settings to report back.
         initial_backoff_s: first wait after a failed send or connect.
         max_backoff_s: longest wait.
+        on_fatal: called with a thread's name if one of the link's threads dies on an
+            unexpected error (the module then exits so that its restart policy recovers it).
     """
 
     def __init__(
@@ -96,8 +120,10 @@ class HubLink:
         *,
         initial_backoff_s: float = 0.5,
         max_backoff_s: float = 10.0,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self._client = client
+        self._on_fatal = on_fatal
         self._outbox = outbox
         self._on_desired = on_desired
         self._initial_backoff_s = initial_backoff_s
@@ -109,6 +135,9 @@ class HubLink:
         self.sent = {"alert": 0, "telemetry": 0}
         self.send_failures = 0
         self.twin_ready = threading.Event()
+        #: The last send failure while it lasts (None once a send succeeds).
+        self.last_error: str | None = None
+        self._link_errors = link_errors()
 
     def start(self) -> None:
         """Start the sender, twin and reporter threads."""
@@ -117,9 +146,40 @@ class HubLink:
             ("hub-twin", self._twin_loop),
             ("hub-reporter", self._report_loop),
         ):
-            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread = threading.Thread(
+                target=self._supervised, args=(name, target), name=name, daemon=True
+            )
             thread.start()
             self._threads.append(thread)
+
+    def _supervised(self, name: str, target: Callable[[], None]) -> None:
+        try:
+            target()
+        except Exception:
+            logger.exception("hub link thread %s died", name)
+            if self._on_fatal is not None:
+                self._on_fatal(name)
+
+    def threads_alive(self) -> bool:
+        """True while the sender and reporter run (the twin thread ends once the twin is read)."""
+        return all(
+            thread.is_alive() for thread in self._threads if thread.name != "hub-twin"
+        ) and bool(self._threads)
+
+    def health(self) -> dict[str, Any]:
+        """Link state for ``/healthz``.
+
+        ``connected`` (the SDK's view, None if unknown), ``error`` (the last send failure while
+        it lasts), ``twin_read``, and the counters.
+        """
+        connected = getattr(self._client, "connected", None)
+        return {
+            "connected": connected if isinstance(connected, bool) else None,
+            "error": self.last_error,
+            "twin_read": self.twin_ready.is_set(),
+            "sent": dict(self.sent),
+            "send_failures": self.send_failures,
+        }
 
     def wake(self) -> None:
         """Tell the sender a message was queued."""
@@ -165,30 +225,49 @@ class HubLink:
                 if self._stop.is_set():
                     return
                 try:
-                    self._client.send_message_to_output(build_message(item), OUTPUTS[item.kind])
+                    self._send(item)
+                except OutboxWriteError as error:
+                    logger.error("outbox not writable (%s); retrying in %.1f s", error, backoff)
                 except Exception as error:  # SDK errors: ConnectionFailed/Dropped, timeouts...
                     if self._stop.is_set():
                         return
                     self.send_failures += 1
-                    self._outbox.record_failure(item.seq)
+                    self.last_error = f"{type(error).__name__}: {error}"
                     logger.warning(
-                        "sending %s %s failed (%s: %s); retrying in %.1f s",
+                        "sending %s %s failed (%s); retrying in %.1f s",
                         item.kind,
                         item.message_id,
-                        type(error).__name__,
-                        error,
+                        self.last_error,
                         backoff,
                     )
-                    if not self._sleep(backoff):
-                        return
-                    backoff = min(backoff * 2.0, self._max_backoff_s)
-                    break
-                self._outbox.ack(item.seq)
-                self.sent[item.kind] += 1
-                backoff = self._initial_backoff_s
-                logger.info(
-                    "sent %s %s to output %s", item.kind, item.message_id, OUTPUTS[item.kind]
-                )
+                    self._count_failure(item, error)
+                else:
+                    backoff = self._initial_backoff_s
+                    continue
+                if not self._sleep(backoff):
+                    return
+                backoff = min(backoff * 2.0, self._max_backoff_s)
+                break
+
+    def _send(self, item: QueuedMessage) -> None:
+        try:
+            message = build_message(item)
+            self._client.send_message_to_output(message, OUTPUTS[item.kind])
+        except ValueError as error:  # the SDK's size check: this message can never be sent
+            self._outbox.move_aside(item.seq, f"ValueError: {error}")
+            return
+        self.last_error = None
+        self.sent[item.kind] += 1
+        logger.info("sent %s %s to output %s", item.kind, item.message_id, OUTPUTS[item.kind])
+        self._outbox.ack(item.seq)
+
+    def _count_failure(self, item: QueuedMessage, error: Exception) -> None:
+        if isinstance(error, self._link_errors):
+            return  # the link's fault: the message keeps its attempts
+        try:
+            self._outbox.record_failure(item.seq, f"{type(error).__name__}: {error}")
+        except OutboxWriteError as write_error:
+            logger.error("cannot count the failed send: %s", write_error)
 
     def _twin_loop(self) -> None:
         backoff = self._initial_backoff_s

@@ -23,6 +23,10 @@ RUN_ENVIRONMENT = """environment:
   MODEL_VERSION   the model version reported in alerts and telemetry
   QUEUE_DIR       durable outbox folder on a host volume (required)
   HTTP_PORT       HTTP scoring port (default 8080)
+  HTTP_HOST       address to bind (default 0.0.0.0; the manifest's port binding decides
+                  which host address publishes it)
+  SCORE_TOKEN     bearer token POST /score requires (or SCORE_TOKEN_FILE, a mounted secret;
+                  neither: one is generated in QUEUE_DIR/score-token)
   CAMERA_ID       camera id in alerts (default camera-1)
   FRAME_SOURCE    image folder | video file | rtsp://... | usb:N (empty: HTTP only)
   FRAME_RATE      most frames per second from the source (optional; folders default to 5)

@@ -10,20 +10,33 @@ Client input never causes a 5xx; each refusal is a JSON body ``{"error": {"code"
 =====  =========================================================================
  400   empty body, invalid ``Content-Length``, not a JPEG/PNG image, truncated or
        damaged image data, bad ``score_threshold`` query value, body shorter than declared
+ 401   ``/score`` without ``Authorization: Bearer <token>`` when the server has a token
  404   unknown path
  405   method not allowed on the path
- 408   the body did not arrive within the request timeout
+ 408   the body did not arrive within the request deadline (whole request, not per read)
  411   no ``Content-Length`` (chunked uploads are not accepted)
  413   body larger than ``max_upload_bytes`` (checked from ``Content-Length`` before reading),
-       or an image whose header declares more than ``max_image_pixels`` (checked before decoding)
+       or an image whose header declares more than ``max_image_pixels``, an aspect ratio
+       beyond :data:`MAX_ASPECT_RATIO`, or a decoded size over ``max_decode_bytes`` (all
+       checked from the header, before decoding)
  415   ``Content-Type`` not ``image/jpeg``, ``image/png`` or ``application/octet-stream``
+ 417   an ``Expect`` header other than ``100-continue``
+ 503   all ``max_concurrent`` scoring slots stayed busy for ``queue_wait_s`` (``Retry-After``)
 =====  =========================================================================
+
+Memory is bounded per request (the decode budget) and across requests (a slot is taken before
+the body is read, so at most ``max_concurrent`` bodies and decodes are in memory at once). A
+``score_threshold`` query value below :data:`MIN_QUERY_SCORE_THRESHOLD` is raised to it (the
+response gives the threshold used): near-zero thresholds multiplied post-processing time 100x.
+An ``Expect: 100-continue`` request gets its ``100 Continue`` once the headers are accepted.
 
 Results give boxes as pixel ``[xmin, ymin, xmax, ymax]`` of the uploaded image.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import io
 import json
 import logging
@@ -49,23 +62,51 @@ ACCEPTED_CONTENT_TYPES = ("image/jpeg", "image/png", "application/octet-stream")
 IMAGE_FORMATS = ["JPEG", "PNG"]
 #: Longest wait, after a response, for the client to stop sending and close.
 LINGER_S = 2.0
+#: Pending connections the kernel queues before accept (the stdlib default of 5 reset clients).
+LISTEN_BACKLOG = 128
+#: Largest long side / short side accepted (a 1 x 40,000,000 PNG peaked near 830 MB decoded).
+MAX_ASPECT_RATIO = 20.0
+#: Lowest score threshold a query may ask for; lower values are raised to it.
+MIN_QUERY_SCORE_THRESHOLD = 0.05
+#: Bytes per pixel Pillow holds for each mode it decodes JPEG and PNG into (``1`` and ``P``
+#: use one byte a pixel); the RGB image and the array copy handed to the detector add 6.
+_MODE_BYTES = {
+    "1": 1,
+    "L": 1,
+    "P": 1,
+    "LA": 2,
+    "PA": 2,
+    "RGB": 3,
+    "RGBA": 4,
+    "CMYK": 4,
+    "YCbCr": 3,
+    "I;16": 2,
+    "I;16B": 2,
+    "I": 4,
+    "F": 4,
+}
 
 
-def decode_image(body: bytes, max_image_pixels: int) -> np.ndarray:
+def decode_image(
+    body: bytes, max_image_pixels: int, max_decode_bytes: int = 128 * 1024 * 1024
+) -> np.ndarray:
     """Decode an uploaded JPEG or PNG, refusing oversized images before decoding pixels.
 
-    Pillow's ``Image.open`` reads only the header, so the declared size is checked before any
-    pixel data is decompressed.
+    Pillow's ``Image.open`` reads only the header, so the declared size, the aspect ratio and the
+    memory the decoded image and its RGB copy need are all checked before any pixel data is
+    decompressed.
 
     Args:
         body: the request body.
         max_image_pixels: the largest ``width * height`` accepted.
+        max_decode_bytes: the most memory the decoded pixels (and their RGB copy) may take.
 
     Returns:
         uint8 ``(H, W, 3)`` RGB.
 
     Raises:
-        ClientError: empty, not a JPEG/PNG, too many pixels, or damaged/truncated data.
+        ClientError: empty, not a JPEG/PNG, too many pixels, too elongated, over the memory
+            budget, or damaged/truncated data.
     """
     if not body:
         raise ClientError(
@@ -94,6 +135,21 @@ def decode_image(body: bytes, max_image_pixels: int) -> np.ndarray:
                 f"the image header declares {width} x {height} pixels; at most "
                 f"{max_image_pixels} pixels are accepted, resize it first",
             )
+        if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+            raise ClientError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                "image_too_large",
+                f"the image header declares {width} x {height} pixels, an aspect ratio over "
+                f"{MAX_ASPECT_RATIO:g}:1; crop or pad it first",
+            )
+        needed = width * height * (_MODE_BYTES.get(image.mode, 4) + 6)
+        if needed > max_decode_bytes:
+            raise ClientError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                "image_too_large",
+                f"the {width} x {height} {image.mode} image needs about {needed >> 20} MiB of "
+                f"memory to decode; at most {max_decode_bytes >> 20} MiB, resize it first",
+            )
         try:
             # JPEGs decode to RGB already: no conversion copy for them.
             rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
@@ -115,42 +171,68 @@ def page_html() -> bytes:
     return resources.files("ppe.edge").joinpath("page.html").read_bytes()
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a listen backlog sized for bursts of clients."""
+
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
+
 class ScoringServer:
     """The module's HTTP server.
 
     Args:
         detector: the detector to score with.
-        host: address to bind (``0.0.0.0`` in the container).
+        host: address to bind (``127.0.0.1`` by default; ``0.0.0.0`` for every interface).
         port: TCP port (0 picks a free one; see :attr:`port`).
         max_upload_bytes: largest accepted body.
         max_image_pixels: largest accepted ``width * height``.
         score_threshold: callable giving the default score threshold (the live setting).
-        health: callable adding fields (queue depth, settings...) to ``/healthz``.
-        request_timeout_s: socket timeout for reading a request.
+        health: callable adding fields (queue depth, settings...) to ``/healthz``; a ``status``
+            other than ``ok`` in it turns the answer into a 503.
+        request_timeout_s: deadline for receiving a whole request (headers and body).
+        max_decode_bytes: memory budget for one decoded image (see :func:`decode_image`).
+        max_concurrent: requests scored at once; others wait up to ``queue_wait_s``, then 503.
+        queue_wait_s: longest wait for a scoring slot.
+        token: the bearer token ``POST /score`` requires (None: no authentication).
+        metrics: callable giving Prometheus text lines served at ``/metrics`` with the server's.
     """
 
     def __init__(
         self,
         detector: Detector,
         *,
-        host: str = "0.0.0.0",
+        host: str = "127.0.0.1",
         port: int = 8080,
         max_upload_bytes: int = 10 * 1024 * 1024,
         max_image_pixels: int = 40_000_000,
         score_threshold: Callable[[], float] | None = None,
         health: Callable[[], Mapping[str, Any]] | None = None,
         request_timeout_s: float = 10.0,
+        max_decode_bytes: int = 128 * 1024 * 1024,
+        max_concurrent: int = 2,
+        queue_wait_s: float = 5.0,
+        token: str | None = None,
+        metrics: Callable[[], str] | None = None,
     ) -> None:
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent}")
         self.detector = detector
         self.max_upload_bytes = max_upload_bytes
         self.max_image_pixels = max_image_pixels
+        self.max_decode_bytes = max_decode_bytes
+        self.request_timeout_s = request_timeout_s
+        self.queue_wait_s = queue_wait_s
+        self.token = token
+        self._slots = threading.BoundedSemaphore(max_concurrent)
         self._score_threshold = score_threshold
         self._health = health
+        self._metrics = metrics
         self._page = page_html()
         self.started = time.time()
+        self.stats = _RequestStats()
         handler = type("ScoringHandler", (_Handler,), {"app": self, "timeout": request_timeout_s})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _HTTPServer((host, port), handler)
         self._thread: threading.Thread | None = None
 
     @property
@@ -195,6 +277,13 @@ class ScoringServer:
             document.update(self._health())
         return document
 
+    def metrics(self) -> str:
+        """``/metrics`` in the Prometheus text format (version 0.0.4)."""
+        lines = self.stats.prometheus()
+        if self._metrics is not None:
+            lines += self._metrics()
+        return lines
+
     def default_threshold(self) -> float | None:
         """The live score threshold, or None for the detector's own default."""
         return self._score_threshold() if self._score_threshold is not None else None
@@ -226,8 +315,9 @@ class ScoringServer:
                     "bad_threshold",
                     f"score_threshold must be a number in (0, 1), got {values[-1]!r}",
                 )
+            threshold = max(threshold, MIN_QUERY_SCORE_THRESHOLD)
         start = time.perf_counter()
-        image = decode_image(body, self.max_image_pixels)
+        image = decode_image(body, self.max_image_pixels, self.max_decode_bytes)
         decoded = time.perf_counter()
         result = self.detector.detect(image, threshold)
         document = result.to_dict()
@@ -238,7 +328,55 @@ class ScoringServer:
             "architecture": self.detector.spec.architecture,
         }
         document["score_threshold"] = threshold
+        self.stats.scored(time.perf_counter() - start)
         return document
+
+
+class _RequestStats:
+    """Request counters for ``/metrics``. Thread-safe."""
+
+    #: Upper bounds (seconds) of the scoring latency histogram.
+    BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.responses: dict[int, int] = {}
+        self._buckets = [0] * len(self.BUCKETS)
+        self._count = 0
+        self._sum = 0.0
+
+    def answered(self, status: int) -> None:
+        with self._lock:
+            self.responses[status] = self.responses.get(status, 0) + 1
+
+    def scored(self, seconds: float) -> None:
+        with self._lock:
+            self._count += 1
+            self._sum += seconds
+            for index, bound in enumerate(self.BUCKETS):
+                if seconds <= bound:
+                    self._buckets[index] += 1
+
+    def prometheus(self) -> str:
+        with self._lock:
+            lines = [
+                "# HELP ppe_http_responses_total HTTP responses by status code.",
+                "# TYPE ppe_http_responses_total counter",
+                *(
+                    f'ppe_http_responses_total{{code="{code}"}} {count}'
+                    for code, count in sorted(self.responses.items())
+                ),
+                "# HELP ppe_score_seconds Time to decode and score one uploaded image.",
+                "# TYPE ppe_score_seconds histogram",
+                *(
+                    f'ppe_score_seconds_bucket{{le="{bound:g}"}} {count}'
+                    for bound, count in zip(self.BUCKETS, self._buckets, strict=True)
+                ),
+                f'ppe_score_seconds_bucket{{le="+Inf"}} {self._count}',
+                f"ppe_score_seconds_sum {self._sum:.6f}",
+                f"ppe_score_seconds_count {self._count}",
+            ]
+        return "\n".join(lines) + "\n"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -249,6 +387,23 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     error_content_type = "application/json"
 
+    def setup(self) -> None:
+        """Start the request deadline: past it, reads see end-of-file (slow clients end)."""
+        super().setup()
+        self.expired = False
+        self._deadline = threading.Timer(self.app.request_timeout_s, self._expire)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _expire(self) -> None:
+        self.expired = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RD)
+
+    def received(self) -> None:
+        """The whole request is in: stop its deadline (scoring may take longer)."""
+        self._deadline.cancel()
+
     def finish(self) -> None:
         """Lingering close: discard what the client still sends, so closing never resets.
 
@@ -256,7 +411,10 @@ class _Handler(BaseHTTPRequestHandler):
         ``Content-Length``) would otherwise be lost to a TCP reset when the socket closes with
         unread data. Bounded by ``max_upload_bytes`` and :data:`LINGER_S`.
         """
+        self._deadline.cancel()
         super().finish()
+        if self.expired:
+            return
         try:
             self.connection.shutdown(socket.SHUT_WR)
             self.connection.settimeout(LINGER_S)
@@ -276,6 +434,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, status: int, body: bytes, content_type: str, extra: Mapping[str, str] | None = None
     ) -> None:
+        self.app.stats.answered(status)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -289,16 +448,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         self.close_connection = True
 
-    def _json(self, status: int, document: Mapping[str, Any]) -> None:
+    def _json(
+        self, status: int, document: Mapping[str, Any], extra: Mapping[str, str] | None = None
+    ) -> None:
         body = json.dumps(document, allow_nan=False).encode("utf-8")
-        self._send(status, body, "application/json")
+        self._send(status, body, "application/json", extra)
 
-    def _error(self, status: int, code: str, message: str) -> None:
-        if status >= 500:
+    def _error(
+        self, status: int, code: str, message: str, extra: Mapping[str, str] | None = None
+    ) -> None:
+        if status >= 500 and status != HTTPStatus.SERVICE_UNAVAILABLE:
             logger.error("HTTP %d %s: %s", status, code, message)
         else:
             logger.info("HTTP %d %s: %s", status, code, message)
-        self._json(status, {"error": {"code": code, "message": message, "status": status}})
+        document = {"error": {"code": code, "message": message, "status": status}}
+        self._json(status, document, extra)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Malformed requests the stdlib rejects itself (bad request line, long headers...)."""
@@ -328,7 +492,12 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
         elif path == "/healthz":
-            self._json(HTTPStatus.OK, self.app.health())
+            document = self.app.health()
+            ok = document.get("status") == "ok"
+            self._json(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, document)
+        elif path == "/metrics":
+            body = self.app.metrics().encode("utf-8")
+            self._send(HTTPStatus.OK, body, "text/plain; version=0.0.4; charset=utf-8")
         elif path == "/score":
             self._error(HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed", "POST an image")
         else:
@@ -341,12 +510,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(
             HTTPStatus.METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            f"{self.command} is not supported; use GET / or /healthz, POST /score",
+            f"{self.command} is not supported; use GET /, /healthz or /metrics, POST /score",
         )
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
-    def _read_body(self) -> bytes:
+    def _content_length(self) -> int:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             raise ClientError(
                 HTTPStatus.LENGTH_REQUIRED,
@@ -358,7 +527,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise ClientError(
                 HTTPStatus.LENGTH_REQUIRED, "length_required", "Content-Length header is required"
             )
-        if not raw_length.strip().isdigit():
+        # ASCII digits only: "²".isdigit() is True but int("²") raises.
+        if not (raw_length.strip().isascii() and raw_length.strip().isdigit()):
             raise ClientError(
                 HTTPStatus.BAD_REQUEST,
                 "bad_content_length",
@@ -371,14 +541,22 @@ class _Handler(BaseHTTPRequestHandler):
                 "body_too_large",
                 f"the body is {length} bytes; at most {self.app.max_upload_bytes} are accepted",
             )
+        return length
+
+    def _receive(self, length: int) -> bytes:
+        timeout = ClientError(
+            HTTPStatus.REQUEST_TIMEOUT,
+            "timeout",
+            f"the request did not arrive within {self.app.request_timeout_s:g} s; "
+            "send all Content-Length bytes",
+        )
         try:
             body = self.rfile.read(length)
-        except TimeoutError as error:
-            raise ClientError(
-                HTTPStatus.REQUEST_TIMEOUT,
-                "timeout",
-                "the body did not arrive in time; send all Content-Length bytes",
-            ) from error
+        except (TimeoutError, OSError) as error:
+            raise timeout from error
+        if self.expired:
+            raise timeout
+        self.received()
         if len(body) < length:
             raise ClientError(
                 HTTPStatus.BAD_REQUEST,
@@ -387,26 +565,74 @@ class _Handler(BaseHTTPRequestHandler):
             )
         return body
 
+    def _authorize(self) -> None:
+        token = self.app.token
+        if token is None:
+            return
+        scheme, _, given = self.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode("utf-8"), token.encode("utf-8")
+        ):
+            raise ClientError(
+                HTTPStatus.UNAUTHORIZED,
+                "unauthorized",
+                "POST /score needs the header `Authorization: Bearer <token>` with the module's "
+                "SCORE_TOKEN",
+            )
+
+    def _content_type(self) -> None:
+        content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if content_type not in ACCEPTED_CONTENT_TYPES:
+            raise ClientError(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                f"Content-Type {content_type or '(none)'!r} is not accepted; use "
+                + ", ".join(ACCEPTED_CONTENT_TYPES),
+            )
+
+    def _continue(self) -> None:
+        """Answer ``Expect: 100-continue`` (HTTP/1.1 clients) once the headers are accepted."""
+        expect = self.headers.get("Expect", "").strip().lower()
+        if not expect or self.request_version == "HTTP/1.0":
+            return
+        if expect != "100-continue":
+            raise ClientError(
+                HTTPStatus.EXPECTATION_FAILED,
+                "expectation_failed",
+                f"Expect: {expect[:40]!r} is not supported; send 100-continue or none",
+            )
+        self._content_type()
+        self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.wfile.flush()
+
     def do_POST(self) -> None:
         url = urlsplit(self.path)
         if url.path != "/score":
             self._error(HTTPStatus.NOT_FOUND, "not_found", f"no such path {url.path!r}")
             return
+        slot = False
         try:
+            self._authorize()
+            length = self._content_length()
+            # A slot before the body is read: at most max_concurrent bodies and decodes in memory.
+            slot = self.app._slots.acquire(timeout=self.app.queue_wait_s)
+            if not slot:
+                raise ClientError(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    "busy",
+                    "every scoring slot is busy; retry in a second",
+                )
+            self._continue()
             # The body is read (within the size limit) before the type check, so the connection
             # never closes on unread data (which would reset it before the client reads a 415).
-            body = self._read_body()
-            content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-            if content_type not in ACCEPTED_CONTENT_TYPES:
-                raise ClientError(
-                    HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    f"Content-Type {content_type or '(none)'!r} is not accepted; use "
-                    + ", ".join(ACCEPTED_CONTENT_TYPES),
-                )
+            body = self._receive(length)
+            self._content_type()
             document = self.app.score(body, url.query)
         except ClientError as error:
-            self._error(error.status, error.code, error.message)
+            extra = {"Retry-After": "1"} if error.code == "busy" else None
+            if error.status == HTTPStatus.UNAUTHORIZED:
+                extra = {"WWW-Authenticate": 'Bearer realm="ppe-edge"'}
+            self._error(error.status, error.code, error.message, extra)
             return
         except Exception:
             logger.exception("scoring failed")
@@ -414,4 +640,7 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "scoring failed; see the logs"
             )
             return
+        finally:
+            if slot:
+                self.app._slots.release()
         self._json(HTTPStatus.OK, document)

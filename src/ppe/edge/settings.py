@@ -1,10 +1,13 @@
 """Live module settings: :class:`ppe.config.EdgeConfig` updated from module-twin desired properties.
 
-The twin's desired properties use EdgeConfig's field names. Only the fields in
-:data:`LIVE_FIELDS` can change at run time; other keys (and the twin's ``$version``) are ignored
-with a log line. A patch is validated as a whole first; if that fails, each key is tried on its
-own so the valid ones still apply, and every rejected key is logged with the reason while its old
-value stays. A ``null`` value (a property removed from the twin) restores the default.
+The twin's desired properties use EdgeConfig's field names. Only the fields in :data:`LIVE_FIELDS`
+can change at run time; other keys (and the twin's ``$version``) are ignored with a log line.
+Values are checked strictly (pydantic strict mode, plus EdgeConfig's bounds): JSON numbers only,
+never a string or a boolean for a number (``true`` is not 1), an integer where the field is an
+integer, and no infinity or NaN. A patch is validated as a whole first; if that fails, each key is
+tried on its own so the valid ones still apply, and every rejected key is logged with the reason
+while its old value stays. A ``null`` value (a property removed from the twin) restores the
+default.
 
 The last applied settings are saved as JSON next to the outbox, so a module that restarts while
 the hub is unreachable keeps the configuration it was last given.
@@ -38,6 +41,11 @@ STATE_FILE = "settings.json"
 Listener = Callable[[EdgeConfig], None]
 
 
+def _refuse_constant(name: str) -> Any:
+    """``json.loads`` hook: ``Infinity``/``NaN`` are not JSON and never valid settings."""
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
 class LiveSettings:
     """The settings in force, with validation, persistence and change listeners. Thread-safe.
 
@@ -57,10 +65,12 @@ class LiveSettings:
         if self._state_file is None or not self._state_file.is_file():
             return
         try:
-            saved = json.loads(self._state_file.read_text(encoding="utf-8"))
+            saved = json.loads(
+                self._state_file.read_text(encoding="utf-8"), parse_constant=_refuse_constant
+            )
             restored = {key: saved[key] for key in LIVE_FIELDS if key in saved}
             merged = {**self._config.model_dump(), **restored}
-            self._config = EdgeConfig.model_validate(merged)
+            self._config = EdgeConfig.model_validate(merged, strict=True)
         except (OSError, ValueError, TypeError, ValidationError) as error:
             logger.warning("ignoring saved settings %s: %s", self._state_file, error)
             return
@@ -71,7 +81,7 @@ class LiveSettings:
             return
         tmp = self._state_file.with_name(self._state_file.name + ".tmp")
         try:
-            tmp.write_text(json.dumps(self.live_values(), indent=2), encoding="utf-8")
+            tmp.write_text(json.dumps(self.live_values(), indent=2, allow_nan=False), "utf-8")
             tmp.replace(self._state_file)
         except OSError as error:
             logger.warning("cannot save settings to %s: %s", self._state_file, error)
@@ -116,13 +126,13 @@ class LiveSettings:
         with self._lock:
             current = self._config.model_dump()
             try:
-                candidate = EdgeConfig.model_validate({**current, **wanted})
+                candidate = EdgeConfig.model_validate({**current, **wanted}, strict=True)
             except ValidationError:
                 # Try key by key (window length before K so a joint change can pass).
                 accepted = dict(current)
                 for key in sorted(wanted, key=lambda name: name != "alert_window_frames"):
                     try:
-                        EdgeConfig.model_validate({**accepted, key: wanted[key]})
+                        EdgeConfig.model_validate({**accepted, key: wanted[key]}, strict=True)
                     except ValidationError as error:
                         reason = "; ".join(
                             str(item["msg"]).removeprefix("Value error, ")
@@ -138,7 +148,7 @@ class LiveSettings:
                         )
                     else:
                         accepted[key] = wanted[key]
-                candidate = EdgeConfig.model_validate(accepted)
+                candidate = EdgeConfig.model_validate(accepted, strict=True)
             new = candidate.model_dump()
             applied = {key: new[key] for key in LIVE_FIELDS if new[key] != current[key]}
             self._config = candidate

@@ -18,6 +18,7 @@ OpenCV is imported only when a video, stream or camera is opened.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,20 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+_SECRET_QUERY = re.compile(
+    r"(?P<key>[?&;](?:[^=&;#\s]*(?:pass|pwd|token|secret|key|sig|auth)[^=&;#\s]*)=)[^&;#\s]*",
+    re.IGNORECASE,
+)
+
+
+def redact(source: str) -> str:
+    """``source`` safe to log: URL credentials and secret-looking query values as ``***``.
+
+    The user part of a URL (``rtsp://user:pass@host``) and the values of query keys that look
+    secret (``password=``, ``token=``, ``sig=``...) are replaced.
+    """
+    return _SECRET_QUERY.sub(r"\g<key>***", _USERINFO.sub(r"\g<scheme>***@", source))
 
 
 class Frame(NamedTuple):
@@ -206,10 +221,7 @@ class VideoSource:
     def _describe(self) -> str:
         if isinstance(self.target, int):
             return f"usb:{self.target}"
-        if "@" in self.target:  # never log stream credentials
-            scheme, _, rest = self.target.partition("://")
-            return f"{scheme}://***@{rest.split('@', 1)[1]}"
-        return self.target
+        return redact(self.target)  # never log stream credentials
 
     def _open(self) -> Capture | None:
         """Open the capture; None if it did not open (live sources retry)."""
@@ -218,7 +230,7 @@ class VideoSource:
             return capture
         capture.release()
         if not self.live:
-            raise FrameSourceError(f"video file {self.target} cannot be opened by OpenCV")
+            raise FrameSourceError(f"video file {self._describe()} cannot be opened by OpenCV")
         return None
 
     def _backoff(self, delay: float) -> tuple[bool, float]:
@@ -326,13 +338,13 @@ def open_source(
         index = source[4:]
         if not index.isdigit():
             raise FrameSourceError(
-                f"frame source {source!r}: write usb:N with the camera index N, e.g. usb:0"
+                f"frame source {redact(source)!r}: write usb:N with the camera index N, e.g. usb:0"
             )
         return VideoSource(int(index), live=True, **live_options)
     path = Path(source)
     if not source or not path.exists():
         raise FrameSourceError(
-            f"frame source {source!r} does not exist; use an image folder, a video file, "
+            f"frame source {redact(source)!r} does not exist; use an image folder, a video file, "
             "an rtsp:// URL or usb:N"
         )
     if path.is_dir():

@@ -19,8 +19,8 @@ from azure.storage.blob import ContainerClient
 
 from ppe.alerts.consumer import AlertConsumer
 from ppe.alerts.notify import WebhookNotifier, check_webhook_url
-from ppe.alerts.records import BlobAlertStore, MalformedAlertError, NotificationError
-from ppe.errors import ConfigError
+from ppe.alerts.records import BlobAlertStore
+from ppe.errors import ConfigError, MalformedAlertError, NotificationError
 
 from .conftest import Webhook
 

@@ -25,11 +25,11 @@ from azure.storage.blob import ContainerClient
 
 from ppe.alerts.consumer import AlertConsumer
 from ppe.alerts.notify import WebhookNotifier, check_webhook_url
-from ppe.alerts.records import BlobAlertStore, MalformedAlertError
+from ppe.alerts.records import BlobAlertStore
 from ppe.alerts.settings import REQUIRED, consumer_from_settings
 from ppe.edge.iothub import OUTPUTS, build_message
 from ppe.edge.queue import QueuedMessage
-from ppe.errors import ConfigError
+from ppe.errors import ConfigError, MalformedAlertError
 from ppe.iotedge.manifest import MODULE_NAME
 
 from .conftest import REPO_ROOT, Webhook

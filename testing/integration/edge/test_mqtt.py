@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -304,10 +305,15 @@ class ModuleProcess:
             )
 
     def health(self) -> dict[str, Any] | None:
+        """The /healthz document, also when degraded (503); None while nothing answers."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
                 document: dict[str, Any] = json.load(r)
                 return document
+        except urllib.error.HTTPError as error:
+            with error:
+                degraded: dict[str, Any] = json.load(error)
+            return degraded
         except OSError:
             return None
 

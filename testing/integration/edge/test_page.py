@@ -100,3 +100,34 @@ def test_page_draws_the_boxes_of_an_uploaded_photo(server: ScoringServer) -> Non
         finally:
             browser.close()
     assert problems == []
+
+
+def test_the_page_sends_the_token_from_its_address_fragment(edge_models: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    detector = LiteRTDetector(
+        edge_models / "rigged_fp32.tflite", edge_models / "labels.txt", model_version="9"
+    )
+    token = "page-test-token-0123456789"
+    app = ScoringServer(detector, host="127.0.0.1", port=0, token=token)
+    app.start()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=chromium_path(), args=list(CHROMIUM_ARGS)
+            )
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{app.port}/", timeout=15_000)
+                page.set_input_files("#file", str(PHOTO))
+                refused = re.compile(r"^Refused \(401\)")
+                page.locator("#status", has_text=refused).wait_for(timeout=15_000)
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{app.port}/#token={token}", timeout=15_000)
+                page.set_input_files("#file", str(PHOTO))
+                page.wait_for_selector("body[data-scored]", timeout=15_000)
+                assert page.locator("#detections li.head").count() == 9
+            finally:
+                browser.close()
+    finally:
+        app.stop()

@@ -11,6 +11,7 @@ from azure.iot.device import Message
 
 from ppe.edge.iothub import HubLink
 from ppe.edge.queue import DurableQueue
+from ppe.errors import OutboxWriteError
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -127,3 +128,82 @@ def test_twin_is_read_at_start_and_patches_are_applied_and_reported(tmp_path: Pa
     finally:
         link.stop()
     assert seen[-1] == {"score_threshold": 0.8, "$version": 5}
+
+
+class RefusingClient(FakeClient):
+    """Refuses one message id with the SDK's own size check; a real SDK Message is built."""
+
+    def send_message_to_output(self, message: Message, output_name: str) -> None:
+        if message.get_size() > 256 * 1024:
+            # What IoTHubModuleClient.send_message_to_output raises for a message over 256 KB.
+            raise ValueError("Size of message can not exceed 256 KB.")
+        if message.message_id == "poison":
+            raise RuntimeError("the hub refused this message")
+        super().send_message_to_output(message, output_name)
+
+
+def test_a_message_that_can_never_be_sent_does_not_block_the_queue(tmp_path: Path) -> None:
+    # Before, a message over 256 KB was retried forever and every alert behind it waited.
+    outbox = DurableQueue(tmp_path, max_attempts=3)
+    outbox.put("alert", "huge", json.dumps({"x": "y" * 300_000}).encode())
+    outbox.put("alert", "poison", b"{}")
+    outbox.put("alert", "good", b"{}")
+    client = RefusingClient()
+    _, on_desired = applied_recorder()
+    link = HubLink(client, outbox, on_desired, initial_backoff_s=0.01, max_backoff_s=0.02)
+    link.start()
+    try:
+        assert wait_for(lambda: [m.message_id for m, _ in client.sent] == ["good"])
+        assert wait_for(lambda: outbox.depth()["dead"] == 2)
+    finally:
+        link.stop()
+    dead = {message_id: attempts for message_id, _, attempts in outbox.dead_letters()}
+    assert dead == {"huge": 0, "poison": 3}  # too big: moved at once; refused: after 3 tries
+
+
+def test_an_outage_never_moves_messages_aside(tmp_path: Path) -> None:
+    # Connection failures are the link's fault, not the message's: no attempts are spent.
+    outbox = DurableQueue(tmp_path, max_attempts=2)
+    outbox.put("alert", "a-1", b"{}")
+    client = FakeClient(failures=6)
+    _, on_desired = applied_recorder()
+    link = HubLink(client, outbox, on_desired, initial_backoff_s=0.01, max_backoff_s=0.02)
+    link.start()
+    try:
+        assert wait_for(lambda: len(client.attempt_times) >= 3)
+        assert link.health()["error"] is not None
+        assert wait_for(lambda: len(client.sent) == 1)
+        assert wait_for(lambda: link.health()["error"] is None)
+    finally:
+        link.stop()
+    assert outbox.depth()["dead"] == 0
+
+
+def test_the_sender_survives_a_full_disk(tmp_path: Path) -> None:
+    outbox = DurableQueue(tmp_path)
+    outbox.put("alert", "a-1", b"{}")
+    original_ack = outbox.ack
+    failures = {"left": 2}
+
+    def failing_ack(seq: int) -> None:
+        # A stand-in: in WAL mode a DELETE fails only when the WAL cannot grow on a really full
+        # filesystem (the container test fills one); here the queue's own error is raised.
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OutboxWriteError("outbox: acknowledging failed: database or disk is full")
+        original_ack(seq)
+
+    outbox.ack = failing_ack  # type: ignore[method-assign]
+    client = FakeClient()
+    _, on_desired = applied_recorder()
+    dead: list[str] = []
+    link = HubLink(
+        client, outbox, on_desired, initial_backoff_s=0.01, max_backoff_s=0.02, on_fatal=dead.append
+    )
+    link.start()
+    try:
+        assert wait_for(lambda: outbox.depth()["total"] == 0)
+        assert link.threads_alive() and not dead
+    finally:
+        link.stop()
+    assert len(client.sent) >= 1  # sent again after the failed acknowledgement (at least once)

@@ -34,11 +34,15 @@ class RecordingClient:
         self.desired = desired
         self.on_twin_desired_properties_patch_received: Any = None
         self.lock = threading.Lock()
+        #: While True, sends fail like the SDK's with no broker.
+        self.down = False
 
     def connect(self) -> None:
         pass
 
     def send_message_to_output(self, message: Any, output_name: str) -> None:
+        if self.down:
+            raise ConnectionError("no connection to the hub")
         with self.lock:
             self.messages.append((output_name, json.loads(message.data), message.custom_properties))
 
@@ -91,7 +95,7 @@ def test_module_sends_alerts_and_telemetry(edge_models: Path, tmp_path: Path, fr
             "alert_min_frames": 2,
             "alert_window_frames": 3,
             "alert_cooldown_s": 0.3,
-            "telemetry_interval_s": 0.5,
+            "telemetry_interval_s": 1.0,
             "$version": 2,
         }
     )

@@ -17,7 +17,7 @@ def test_alerts_are_read_before_telemetry_in_order(tmp_path: Path) -> None:
     queue.put("alert", "a1", b'{"n": 1}')
     queue.put("alert", "a2", b'{"n": 2}')
     assert [item.message_id for item in queue.peek()] == ["a1", "a2", "t1"]
-    assert queue.depth() == {"alert": 2, "telemetry": 1, "total": 3}
+    assert queue.depth() == {"alert": 2, "telemetry": 1, "total": 3, "dead": 0}
     first = queue.peek(1)[0]
     queue.ack(first.seq)
     assert [item.message_id for item in queue.peek()] == ["a2", "t1"]
@@ -69,7 +69,7 @@ def test_full_outbox_drops_oldest_telemetry_first(
     assert [item.message_id for item in queue.peek()] == ["a0", "a1", "t1", "t2"]
     queue.put("alert", "a2", b"{}")
     queue.put("alert", "a3", b"{}")
-    assert queue.depth() == {"alert": 4, "telemetry": 0, "total": 4}
+    assert queue.depth() == {"alert": 4, "telemetry": 0, "total": 4, "dead": 0}
     # Full of alerts: new telemetry is refused, alerts keep coming up to the hard cap.
     assert not queue.put("telemetry", "t3", b"{}")
     queue.put("alert", "a4", b"{}")
@@ -77,7 +77,7 @@ def test_full_outbox_drops_oldest_telemetry_first(
     assert queue.depth()["alert"] == 6
     with caplog.at_level(logging.ERROR, logger="ppe.edge.queue"):
         queue.put("alert", "a6", b"{}")
-    assert "hard cap reached (6 alerts)" in caplog.text
+    assert "hard cap reached (6 alerts" in caplog.text
     assert [item.message_id for item in queue.peek()] == ["a1", "a2", "a3", "a4", "a5", "a6"]
     assert queue.dropped == {"alert": 1, "telemetry": 4}
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -57,4 +58,50 @@ def test_applied_settings_survive_a_restart(tmp_path: Path) -> None:
     restored = LiveSettings(state_file=tmp_path / STATE_FILE)
     assert restored.config.alert_cooldown_s == 2.5
     (tmp_path / STATE_FILE).write_text("{broken")
+    assert LiveSettings(state_file=tmp_path / STATE_FILE).config.alert_cooldown_s == 60.0
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        # 0.001 s sent about 425 messages a second: an S1 hub's daily quota (400,000 messages,
+        # https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-quotas-throttling) in 16 min.
+        ("telemetry_interval_s", 0.001),
+        ("telemetry_interval_s", 0.5),
+        ("telemetry_interval_s", float("inf")),
+        ("telemetry_interval_s", "inf"),
+        ("telemetry_interval_s", "60"),
+        ("alert_window_frames", 2**63),  # killed the frame loop (deque maxlen) and was saved
+        ("alert_window_frames", True),  # True became 1
+        ("alert_window_frames", 5.0),
+        ("alert_min_frames", False),
+        ("alert_cooldown_s", float("nan")),
+        ("alert_cooldown_s", float("inf")),
+        ("alert_cooldown_s", 10 * 86400.0),
+        ("score_threshold", True),
+        ("score_threshold", "0.5"),
+    ],
+)
+def test_the_twin_schema_is_strict_and_bounded(tmp_path: Path, key: str, value: object) -> None:
+    settings = LiveSettings(state_file=tmp_path / STATE_FILE)
+    before = settings.live_values()
+    applied, rejected = settings.apply({key: value})
+    assert applied == {} and key in rejected, rejected
+    assert settings.live_values() == before
+    assert not (tmp_path / STATE_FILE).exists()  # nothing invalid saved
+
+
+def test_integers_are_accepted_for_seconds_and_saved_as_json(tmp_path: Path) -> None:
+    settings = LiveSettings(state_file=tmp_path / STATE_FILE)
+    applied, rejected = settings.apply({"alert_cooldown_s": 5, "telemetry_interval_s": 1})
+    assert rejected == {} and applied == {"alert_cooldown_s": 5.0, "telemetry_interval_s": 1.0}
+    saved = json.loads((tmp_path / STATE_FILE).read_text(encoding="utf-8"))
+    assert saved["telemetry_interval_s"] == 1.0
+
+
+def test_an_invalid_saved_state_is_ignored_at_start(tmp_path: Path) -> None:
+    # A state file written by the old code with a value the bounds now refuse.
+    (tmp_path / STATE_FILE).write_text(json.dumps({"alert_window_frames": 2**63}))
+    assert LiveSettings(state_file=tmp_path / STATE_FILE).config.alert_window_frames == 5
+    (tmp_path / STATE_FILE).write_text('{"alert_cooldown_s": Infinity}')
     assert LiveSettings(state_file=tmp_path / STATE_FILE).config.alert_cooldown_s == 60.0

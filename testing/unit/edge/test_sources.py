@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ppe.edge.sources import FrameSourceError, ImageFolderSource, VideoSource, open_source
+from ppe.edge.sources import (
+    FrameSourceError,
+    ImageFolderSource,
+    VideoSource,
+    open_source,
+    redact,
+)
 
 
 def write_images(folder: Path, names: list[str]) -> None:
@@ -150,3 +156,28 @@ def test_usb_camera_index_is_passed_to_opencv() -> None:
     first = next(iter(source))
     stop.set()
     assert seen == [2] and first.image.shape == (8, 8, 3)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("rtsp://admin:hunter2@10.0.0.5:554/stream1", "rtsp://***@10.0.0.5:554/stream1"),
+        ("rtsps://cam@10.0.0.5/s", "rtsps://***@10.0.0.5/s"),
+        (
+            "http://10.0.0.5/video?user=a&password=hunter2&ch=1",
+            "http://10.0.0.5/video?user=a&password=***&ch=1",
+        ),
+        ("https://x/feed.mjpg?sig=hunter2", "https://x/feed.mjpg?sig=***"),
+        ("/data/frames", "/data/frames"),
+        ("usb:0", "usb:0"),
+    ],
+)
+def test_sources_are_redacted_for_logs(source: str, expected: str) -> None:
+    assert redact(source) == expected
+
+
+def test_errors_never_show_stream_credentials() -> None:
+    # A typo in the scheme makes the URL look like a path: the error must still hide the password.
+    with pytest.raises(FrameSourceError) as caught:
+        open_source("rstp://admin:hunter2@10.0.0.5/stream")
+    assert "hunter2" not in str(caught.value) and "***@10.0.0.5" in str(caught.value)

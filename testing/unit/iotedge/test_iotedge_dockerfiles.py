@@ -73,6 +73,11 @@ def test_base_image_is_slim_python_3_11_pinned_by_version(
     platform, steps = dockerfile
     images = [args for keyword, args in steps if keyword == "FROM"]
     assert len(images) == 1
+    # FROM ${BASE_IMAGE}: the default of the ARG before it is the official image for users;
+    # `make edge-image` passes a base made locally from Debian's packages.
+    if images[0] == "${BASE_IMAGE}":
+        defaults = [args.split("=", 1)[1] for keyword, args in steps if keyword == "ARG"]
+        images = [next(value for value in defaults if "python:" in value)]
     prefix = "arm64v8/" if platform == "arm64v8" else ""
     match = re.fullmatch(rf"{re.escape(prefix)}python:(3\.11\.\d+)-slim(-\w+)?", images[0])
     assert match, f"Dockerfile.{platform}: FROM {images[0]} is not a pinned 3.11 slim tag"
@@ -105,9 +110,16 @@ def test_installs_only_the_edge_extra_and_no_tensorflow(
         for command in args.split("&&")
         if "pip install" in command
     ]
-    assert len(installs) == 2, installs
-    assert "--require-hashes" in installs[0] and "requirements-edge.txt" in installs[0]
-    assert re.search(r"""pip install --no-deps ["']?\.\[edge\]["']?\s*$""", installs[1].strip())
+    assert len(installs) == 3, installs
+    # The build backends first, then the locked packages, both hash-checked; every build runs
+    # without build isolation, on those backends.
+    assert "--require-hashes" in installs[0] and "requirements-build.txt" in installs[0]
+    assert "--require-hashes" in installs[1] and "requirements-edge.txt" in installs[1]
+    assert "--no-build-isolation" in installs[1]
+    assert re.search(
+        r"""pip install --no-deps --no-build-isolation ["']?\.\[edge\]["']?\s*$""",
+        installs[2].strip(),
+    )
     assert "pip check" in text
 
 

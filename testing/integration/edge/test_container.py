@@ -1,0 +1,403 @@
+"""The module image, built offline and run as the module: a real container against mosquitto.
+
+The image is built once per session by ``environments/docker/build_image.sh`` (what
+``make edge-image`` runs) with a tiny rigged model, and reused while its inputs are unchanged
+(the tag is a hash of them). Docker is Debian's ``docker.io``; ``environments/docker/dockerd.sh``
+starts a daemon with no bridge when none answers, so every container uses ``--network host`` and
+reaches the broker and the tests on loopback.
+
+Each container runs as IoT Edge should run it (the createOptions the manifest is meant to carry):
+the image's non-root user, a read-only root filesystem, every capability dropped,
+``no-new-privileges``, memory and pids limits, and the outbox on a volume
+(https://learn.microsoft.com/azure/iot-edge/how-to-use-create-options,
+https://docs.docker.com/reference/cli/docker/container/run/).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from testing.integration.edge.test_mqtt import (
+    ALERT_LOG,
+    DEVICE,
+    MODULE,
+    PHOTOS,
+    REPO,
+    Broker,
+    Observer,
+    broker,
+    free_port,
+    wait_for,
+)
+from testing.unit.edge.test_server_faults import bomb_png
+
+from ppe.edge.runtime import SPEC_FILE
+from ppe.export import INT8_FILE
+from ppe.model.spec import YoloSpec
+
+__all__ = ["broker"]
+
+DOCKER_DIR = REPO / "environments" / "docker"
+MODULE_UID = 10001
+TOKEN = "container-test-token-0123456789"
+#: Inputs of the image: a change to any of them builds a new one.
+IMAGE_INPUTS = ("pyproject.toml", "README.md", "src", "environments/docker", ".dockerignore")
+MEMORY_LIMIT = 512 * 1024 * 1024
+
+
+def _content_hash(model_dir: Path) -> str:
+    digest = hashlib.sha256()
+    paths: list[Path] = []
+    for name in IMAGE_INPUTS:
+        path = REPO / name
+        paths += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    skipped = {"__pycache__", "model", "wheelhouse"}  # build outputs and the staged model
+    paths = [p for p in paths if not skipped & set(p.relative_to(REPO).parts)]
+    for path in [*paths, *sorted(model_dir.iterdir())]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def docker_env() -> dict[str, str]:
+    """The environment for the docker CLI (a daemon that answers, started if needed)."""
+    if shutil.which("docker") is None or shutil.which("mmdebstrap") is None:
+        pytest.fail(
+            "docker or mmdebstrap is missing: run `make setup` (Debian docker.io, mmdebstrap)"
+        )
+    result = subprocess.run(
+        [str(DOCKER_DIR / "dockerd.sh")], capture_output=True, text=True, timeout=120, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(f"no Docker daemon: {result.stderr.strip()}")
+    return {**os.environ, "DOCKER_HOST": result.stdout.strip()}
+
+
+def docker(env: dict[str, str], *args: str, timeout: float = 120, check: bool = True) -> str:
+    result = subprocess.run(
+        ["docker", *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args[:3])} failed: {result.stderr[-2000:]}")
+    return result.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def model_dir(
+    tmp_path_factory: pytest.TempPathFactory, edge_models: Path, tflite_models: ModuleType
+) -> Path:
+    """The staged model: the tiny rigged int8 model (nine heads on every frame) and its spec."""
+    folder = tmp_path_factory.mktemp("model")
+    shutil.copyfile(edge_models / "rigged_int8.tflite", folder / INT8_FILE)
+    shutil.copyfile(edge_models / "labels.txt", folder / "labels.txt")
+    spec = YoloSpec.default(
+        "yolov3_tiny", tflite_models.CLASS_NAMES, image_size=tflite_models.IMAGE_SIZE
+    )
+    (folder / SPEC_FILE).write_text(json.dumps({"spec": spec.to_dict(), "metadata": {}}))
+    return folder
+
+
+def build_image(docker_env: dict[str, str], model_dir: Path, platform: str) -> str:
+    """The module image for ``platform``, built offline once per content hash."""
+    tag = f"ppedetector:test-{platform}-{_content_hash(model_dir)}"
+    known = subprocess.run(
+        ["docker", "image", "inspect", tag], env=docker_env, capture_output=True, check=False
+    )
+    if known.returncode == 0:
+        return tag
+    pip = REPO / ".tools" / "bin" / "python"
+    result = subprocess.run(
+        [str(DOCKER_DIR / "build_image.sh"), platform, str(model_dir), tag],
+        env={**docker_env, "PIP": f"{pip if pip.exists() else 'python3'} -m pip"},
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return tag
+
+
+@pytest.fixture(scope="session")
+def edge_image(docker_env: dict[str, str], model_dir: Path) -> str:
+    """The amd64 module image."""
+    return build_image(docker_env, model_dir, "amd64")
+
+
+@dataclass
+class Container:
+    """One module container."""
+
+    env: dict[str, str]
+    name: str
+    port: int
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
+                document: dict[str, Any] = json.load(r)
+                return document
+        except urllib.error.HTTPError as error:
+            with error:
+                degraded: dict[str, Any] = json.load(error)
+            return degraded
+        except OSError:
+            return None
+
+    def running(self) -> bool:
+        return docker(self.env, "inspect", "-f", "{{.State.Running}}", self.name) == "true"
+
+    def wait_healthy(self, timeout: float = 60) -> dict[str, Any]:
+        assert wait_for(lambda: self.health() is not None, timeout, 0.1), self.logs()[-3000:]
+        document = self.health()
+        assert document is not None
+        return document
+
+    def logs(self) -> str:
+        result = subprocess.run(
+            ["docker", "logs", self.name], env=self.env, capture_output=True, text=True, check=False
+        )
+        return result.stdout + result.stderr
+
+    def exec(self, *command: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker", "exec", self.name, *command],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=check,
+        )
+
+    def score(self, body: bytes, token: str | None = TOKEN) -> tuple[int, dict[str, Any]]:
+        headers = {"Content-Type": "image/png"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/score", data=body, headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, json.load(error)
+
+    def remove(self) -> None:
+        docker(self.env, "rm", "-f", self.name, check=False)
+
+
+@pytest.fixture
+def run_module(
+    docker_env: dict[str, str], edge_image: str, broker: Broker, tmp_path: Path
+) -> Iterator[Any]:
+    """Start module containers; all are removed at the end."""
+    started: list[Container] = []
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ("hard_hat_workers5.png", "hard_hat_workers25.png"):
+        shutil.copy(PHOTOS / name, frames / name)
+    frames.chmod(0o755)
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    if os.geteuid() == 0:
+        os.chown(queue, MODULE_UID, MODULE_UID)  # as `install -d -o 10001` on a device
+    else:
+        queue.chmod(0o777)
+    shutil.copy(broker.folder / "ca.pem", tmp_path / "ca.pem")
+    (tmp_path / "ca.pem").chmod(0o644)
+    port = free_port()
+
+    def start(*extra: str, queue_mount: tuple[str, ...] | None = None, name: str = "") -> Container:
+        container = Container(
+            docker_env, name or f"ppe-test-{tmp_path.name[-20:]}-{len(started)}", port
+        )
+        docker(docker_env, "rm", "-f", container.name, check=False)
+        mounts = queue_mount or ("-v", f"{queue}:/app/queue")
+        docker(
+            docker_env,
+            "run", "--detach", "--name", container.name, "--network", "host",
+            "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "--memory", str(MEMORY_LIMIT), "--memory-swap", str(MEMORY_LIMIT),
+            "--pids-limit", "256",
+            *mounts,
+            "-v", f"{frames}:/frames:ro", "-v", f"{tmp_path / 'ca.pem'}:/certs/ca.pem:ro",
+            "-e", f"HTTP_PORT={port}", "-e", "HTTP_HOST=127.0.0.1", "-e", f"SCORE_TOKEN={TOKEN}",
+            "-e", "CAMERA_ID=gate-9", "-e", "MODEL_VERSION=7", "-e", "FRAME_SOURCE=/frames",
+            "-e", "FRAME_RATE=5", "-e", "LITERT_NUM_THREADS=1",
+            "-e", "EdgeHubConnectionString=HostName=test-hub.azure-devices.net;"
+            f"DeviceId={DEVICE};ModuleId={MODULE};SharedAccessKey=dGVzdC1rZXktbm90LWEtc2VjcmV0;"
+            "GatewayHostName=localhost",
+            "-e", "EdgeModuleCACertificateFile=/certs/ca.pem",
+            *extra,
+            edge_image,
+        )  # fmt: skip
+        started.append(container)
+        return container
+
+    yield start
+    for container in started:
+        container.remove()
+
+
+DESIRED = {
+    "score_threshold": 0.4,
+    "alert_min_frames": 1,
+    "alert_window_frames": 2,
+    "alert_cooldown_s": 1.0,
+    "telemetry_interval_s": 2.0,
+}
+
+
+def test_the_image_runs_as_the_module_through_an_outage_and_a_restart(
+    docker_env: dict[str, str], edge_image: str, broker: Broker, run_module: Any
+) -> None:
+    observer = Observer(broker.folder / "ca.pem", "observer-container", DESIRED)
+    observer.start()
+    start = time.monotonic()
+    container: Container = run_module()
+    try:
+        health = container.wait_healthy()
+        startup_s = time.monotonic() - start
+        # The hardening the manifest asks for, as Docker applied it.
+        inspect = json.loads(docker(docker_env, "inspect", container.name))[0]
+        assert inspect["Config"]["User"] == f"{MODULE_UID}:{MODULE_UID}"
+        assert inspect["HostConfig"]["ReadonlyRootfs"] is True
+        assert inspect["HostConfig"]["CapDrop"] == ["ALL"]
+        assert container.exec("id", "-u").stdout.strip() == str(MODULE_UID)
+        assert container.exec("touch", "/app/x").returncode != 0  # read-only root
+        no_tf = container.exec("python", "-c", "import tensorflow")
+        assert no_tf.returncode != 0 and "No module named 'tensorflow'" in no_tf.stderr
+        assert health["model_version"] == "7"
+        # /score with a real photo; without the token it is refused.
+        photo = (PHOTOS / "hard_hat_workers101.png").read_bytes()
+        status, document = container.score(photo)
+        assert status == 200 and document["detections"], document
+        assert container.score(photo, token=None)[0] == 401
+        # Alerts over MQTT/TLS.
+        assert wait_for(lambda: len(observer.alerts()) >= 2, 60), container.logs()[-3000:]
+        assert wait_for(lambda: container.health()["status"] == "ok", 30), container.health()
+        # Broker down: alerts wait in the outbox on the volume; health says the hub link is down.
+        broker.stop()
+        assert wait_for(
+            lambda: (container.health() or {}).get("queue", {}).get("alert", 0) >= 2, 30
+        )
+        assert wait_for(
+            lambda: any("hub link down" in p for p in (container.health() or {})["problems"]), 30
+        )
+        # The container restarts (killed, started again) with the broker still down.
+        first_logs = container.logs()
+        docker(docker_env, "kill", container.name)
+        docker(docker_env, "start", container.name)
+        second = container.wait_healthy()
+        assert second["queue"]["alert"] >= 2
+        time.sleep(2)
+        broker.start()
+        raised = set(ALERT_LOG.findall(first_logs + container.logs()))
+        assert wait_for(lambda: raised <= {body["alertId"] for _, body in observer.alerts()}, 90), (
+            container.logs()[-3000:]
+        )
+        assert wait_for(lambda: (container.health() or {})["queue"]["alert"] == 0, 30)
+        docker(docker_env, "stop", "--time", "20", container.name)
+        assert docker(docker_env, "inspect", "-f", "{{.State.ExitCode}}", container.name) == "0"
+    finally:
+        observer.stop()
+    size = int(docker(docker_env, "image", "inspect", "-f", "{{.Size}}", edge_image))
+    record = {"image_mb": round(size / 1e6), "startup_s": round(startup_s, 2)}
+    print(json.dumps(record))  # noqa: T201 - shown with pytest -s; make bench records it
+    assert startup_s < 15
+
+
+def _peak_memory(docker_env: dict[str, str], container: Container) -> int | None:
+    """Peak memory of the container's cgroup (v1 or v2), or None if the host hides it."""
+    cid = docker(docker_env, "inspect", "-f", "{{.Id}}", container.name)
+    for path in (
+        Path(f"/sys/fs/cgroup/memory/docker/{cid}/memory.max_usage_in_bytes"),
+        Path(f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.peak"),
+        Path(f"/sys/fs/cgroup/docker/{cid}/memory.peak"),
+    ):
+        if path.is_file():
+            return int(path.read_text())
+    return None
+
+
+def test_a_burst_of_decompression_bombs_keeps_the_container_in_its_budget(
+    docker_env: dict[str, str], run_module: Any
+) -> None:
+    container: Container = run_module()
+    container.wait_healthy()
+    assert wait_for(lambda: (container.health() or {}).get("frames_scored", 0) > 0, 30)
+    # 4.9 KB decoding to about 430 MB, and 78 KB decoding to about 830 MB: 16 at once.
+    bombs = [bomb_png(6324, 6324), bomb_png(40_000_000, 1)] * 8
+    frames_before = container.health()["frames_scored"]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        statuses = [status for status, _ in pool.map(container.score, bombs)]
+    assert set(statuses) <= {413, 503}, statuses
+    assert container.running()
+    inspect = json.loads(docker(docker_env, "inspect", container.name))[0]
+    assert inspect["State"]["OOMKilled"] is False
+    assert wait_for(lambda: container.health()["frames_scored"] > frames_before + 5, 30)
+    peak = _peak_memory(docker_env, container)
+    print(json.dumps({"bomb_burst_peak_mb": None if peak is None else round(peak / 2**20)}))  # noqa: T201
+    if peak is not None:
+        assert peak < MEMORY_LIMIT
+
+
+def test_a_full_queue_volume_degrades_health_and_alerts_resume(
+    docker_env: dict[str, str], broker: Broker, run_module: Any
+) -> None:
+    observer = Observer(broker.folder / "ca.pem", "observer-full-disk", DESIRED)
+    observer.start()
+    tmpfs = ("--tmpfs", f"/app/queue:size=4m,uid={MODULE_UID},gid={MODULE_UID}")
+    container: Container = run_module(queue_mount=tmpfs)
+    try:
+        container.wait_healthy()
+        assert wait_for(lambda: len(observer.alerts()) >= 2, 60), container.logs()[-3000:]
+        # Fill the volume for real: the module's user writes until the filesystem is full.
+        filled = container.exec("sh", "-c", "dd if=/dev/zero of=/app/queue/fill bs=64k; sync")
+        assert "No space left" in filled.stderr
+        assert wait_for(
+            lambda: any("outbox" in p for p in (container.health() or {})["problems"]), 30
+        ), container.logs()[-3000:]
+        assert container.running()
+        frames = container.health()["frames_scored"]
+        assert wait_for(lambda: container.health()["frames_scored"] > frames + 5, 30)
+        container.exec("rm", "/app/queue/fill", check=True)
+        assert wait_for(lambda: container.health()["status"] == "ok", 30), container.health()
+        raised = set(ALERT_LOG.findall(container.logs()))
+        assert wait_for(lambda: raised <= {body["alertId"] for _, body in observer.alerts()}, 60), (
+            container.logs()[-3000:]
+        )
+    finally:
+        observer.stop()
+
+
+def test_a_root_owned_queue_folder_is_a_one_line_error(
+    docker_env: dict[str, str], run_module: Any, tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("needs root to make a root-owned folder (as Docker creates one)")
+    root_owned = tmp_path / "root-queue"
+    root_owned.mkdir(mode=0o755)
+    container: Container = run_module(queue_mount=("-v", f"{root_owned}:/app/queue"))
+    assert wait_for(lambda: not container.running(), 60)
+    code = docker(docker_env, "inspect", "-f", "{{.State.ExitCode}}", container.name)
+    logs = container.logs()
+    assert code != "0" and "Traceback" not in logs
+    errors = [line for line in logs.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "QUEUE_DIR /app/queue" in errors[0]
+    assert "install -d -o 10001" in errors[0]
