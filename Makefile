@@ -40,8 +40,9 @@ $(NODE_TOOLS)/node_modules/.installed: $(NODE_TOOLS)/package.json $(NODE_TOOLS)/
 
 setup-node: $(NODE_TOOLS)/node_modules/.installed  ## npm validators from package-lock.json
 
-# checkov, iotedgedev and azure-cli each get their own environment: checkov's HCL fork shadows
-# python-hcl2's `hcl2` import, and iotedgedev and azure-cli pin azure-cli-core / azure-core ranges
+# Each tool under testing/tools/<name>/requirements.txt gets its own environment .venv-<name>:
+# checkov's HCL fork shadows python-hcl2's `hcl2` import, its bc-detect-secrets fork overwrites
+# detect-secrets' package, and iotedgedev and azure-cli pin azure-cli-core / azure-core ranges
 # that conflict with azure-ai-ml's.
 .venv-%/.synced: $(NODE_TOOLS)/%/requirements.txt | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) .venv-$*
@@ -49,7 +50,7 @@ setup-node: $(NODE_TOOLS)/node_modules/.installed  ## npm validators from packag
 	touch $@
 
 TOOL_ENVS := $(patsubst $(NODE_TOOLS)/%/requirements.txt,.venv-%/.synced,$(wildcard $(NODE_TOOLS)/*/requirements.txt))
-setup-tools: $(TOOL_ENVS)  ## Separate environments for checkov, iotedgedev and azure-cli
+setup-tools: $(TOOL_ENVS)  ## Separate environments for checkov, detect-secrets, iotedgedev, azure-cli, prometheus
 
 setup-system:  ## Debian packages the tests use (mosquitto, chromium, openssl)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

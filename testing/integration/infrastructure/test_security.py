@@ -18,11 +18,14 @@ import pytest
 from .terraform_config import INFRASTRUCTURE, REPO_ROOT, SETUP_HINT, Block
 
 TOOL_ENV = REPO_ROOT / ".venv-checkov" / "bin"
+# detect-secrets has an environment of its own: checkov's also installs bc-detect-secrets, a fork
+# that writes the same package, so which one ran there depended on install order.
+SECRETS_ENV = REPO_ROOT / ".venv-detect-secrets" / "bin"
 SKIP_COMMENT = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+)(?::(.*))?")
 
 
-def _tool(name: str) -> str:
-    path = TOOL_ENV / name
+def _tool(name: str, env: Path = TOOL_ENV) -> str:
+    path = env / name
     if not path.is_file():
         pytest.fail(f"{path.relative_to(REPO_ROOT)} is missing; {SETUP_HINT}")
     return str(path)
@@ -117,7 +120,7 @@ def scan_secrets(root: Path, paths: list[Path]) -> dict[str, Any]:
     """
     relative = [str(p.relative_to(root)) for p in paths]
     completed = subprocess.run(
-        [_tool("detect-secrets"), "scan", "--all-files", *relative],
+        [_tool("detect-secrets", SECRETS_ENV), "scan", "--all-files", *relative],
         capture_output=True,
         text=True,
         cwd=root,

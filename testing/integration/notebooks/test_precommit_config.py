@@ -83,8 +83,9 @@ def test_system_hooks_use_the_project_environments() -> None:
         assert by_id[hook_id]["entry"].startswith(f".venv/bin/{command}")
         assert f"$(VENV)/bin/{command}" in makefile
     assert by_id["mypy"]["pass_filenames"] is False
-    # checkov and detect-secrets come from their own environment (checkov shadows python-hcl2).
-    assert ".venv-checkov/bin/detect-secrets-hook" in by_id["detect-secrets"]["entry"]
+    # checkov and detect-secrets each come from their own environment: checkov shadows
+    # python-hcl2, and its bc-detect-secrets fork overwrites detect-secrets' own package.
+    assert ".venv-detect-secrets/bin/detect-secrets-hook" in by_id["detect-secrets"]["entry"]
     assert "--baseline .secrets.baseline" in by_id["detect-secrets"]["entry"]
     assert "precommit_checkov.py" in by_id["checkov"]["entry"]
 
