@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +105,77 @@ def evaluation_metrics(map50: Any, **overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return data
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+AZURITE_BLOB = REPO_ROOT / "testing" / "tools" / "node_modules" / ".bin" / "azurite-blob"
+#: Azurite's documented development account and key (public, identical in every installation).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_ACCOUNT_KEY = (
+    # pragma: allowlist nextline secret
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def azurite_blob_service(location: Path) -> Iterator[Any]:
+    """Azurite's blob service (npm ``azurite``, the real storage protocol) on a free loopback port.
+
+    Args:
+        location: an empty folder for Azurite's data and its log (``azurite.log``).
+
+    Yields:
+        an ``azure.storage.blob.BlobServiceClient`` for the development account.
+
+    Raises:
+        pytest.fail.Exception: Azurite is not installed (run ``make setup``), exits, or does not
+            listen within 30 s (its log is shown).
+    """
+    import pytest
+    from azure.storage.blob import BlobServiceClient
+
+    if not AZURITE_BLOB.is_file() or shutil.which("node") is None:
+        pytest.fail(f"Azurite is not installed ({AZURITE_BLOB}): run make setup")
+    port = free_port()
+    log = location / "azurite.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [
+                str(AZURITE_BLOB),
+                *("--blobHost", "127.0.0.1", "--blobPort", str(port)),
+                *("--location", str(location), "--skipApiVersionCheck", "--loose", "--silent"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"Azurite exited ({process.returncode}): {log.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("Azurite did not listen within 30 s")
+                time.sleep(0.1)
+        yield BlobServiceClient(
+            f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}",
+            credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_ACCOUNT_KEY},
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -10,9 +10,6 @@ registration (it raises ``ResourceNotFoundError`` for unknown versions, as the s
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,72 +17,21 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
+from testing.helpers import azurite_blob_service
 
 from ppe.aml.data import DEFAULT_PREFIX, HASH_PROPERTY, asset_version, upload_dataset
 from ppe.data.voc import dataset_hash
 
-from .aml_helpers import REPO_ROOT
-
 pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.RemovedInMarshmallow4Warning")
 
-AZURITE = REPO_ROOT / "testing" / "tools" / "node_modules" / ".bin" / "azurite-blob"
-# Azurite's documented development account and key (public, identical in every installation).
-ACCOUNT = "devstoreaccount1"
-ACCOUNT_KEY = (
-    # pragma: allowlist nextline secret
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
 DATASTORE = "workspaceblobstore"
 NAME = "ppe-hardhat-voc"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def blob_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlobServiceClient]:
-    if not AZURITE.is_file() or shutil.which("node") is None:
-        pytest.fail(f"Azurite is not installed ({AZURITE}): run make setup")
-    port = _free_port()
-    location = tmp_path_factory.mktemp("azurite")
-    log = location / "azurite.log"
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [
-                str(AZURITE),
-                *("--blobHost", "127.0.0.1", "--blobPort", str(port)),
-                *("--location", str(location), "--skipApiVersionCheck", "--loose", "--silent"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"Azurite exited ({process.returncode}): {log.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("Azurite did not listen within 30 s")
-                time.sleep(0.1)
-        yield BlobServiceClient(
-            f"http://127.0.0.1:{port}/{ACCOUNT}",
-            credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY},
-        )
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with azurite_blob_service(tmp_path_factory.mktemp("azurite")) as service:
+        yield service
 
 
 @pytest.fixture
