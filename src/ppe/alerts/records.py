@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 ALERT_TYPE = "no_helmet"
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _REQUIRED = ("alertId", "type", "deviceId", "cameraId", "time")
+#: Conditional writes one delivery tries before it gives up and lets Service Bus redeliver. Every
+#: round of a race lets at least one writer through, so this bounds the concurrent copies of one
+#: alert that are handled without a redelivery.
+RECORD_WRITE_ATTEMPTS = 20
 
 State = Literal["received", "notified"]
 
@@ -173,7 +177,7 @@ class BlobAlertStore:
             return Claim(owner=True, state="received", etag=result["etag"], record=record)
         except ResourceExistsError:
             pass
-        for _ in range(5):  # concurrent duplicates race on the ETag; each retry re-reads
+        for _ in range(RECORD_WRITE_ATTEMPTS):  # copies race on the ETag; each retry re-reads
             download = blob.download_blob()
             existing = json.loads(download.readall())
             etag = download.properties.etag
@@ -200,11 +204,16 @@ class BlobAlertStore:
                 continue
             return Claim(owner=owner, state=existing["state"], etag=result["etag"], record=existing)
         raise NotificationError(
-            f"alert {alert.alert_id}: its record kept changing under five attempts; retrying"
+            f"alert {alert.alert_id}: its record kept changing under {RECORD_WRITE_ATTEMPTS} "
+            "attempts; retrying"
         )
 
     def mark_notified(self, claim: Claim, status: int, now: datetime) -> None:
-        """Move an owned record to ``notified`` (only if nobody changed it since the claim).
+        """Move an owned record to ``notified``, unless another delivery took it over.
+
+        Copies of the alert that arrive meanwhile only count themselves in ``duplicates`` (which
+        changes the ETag); the record is re-read and marked as long as it still carries this
+        claim (same ``claimedAt`` and ``claimSequenceNumber``, state ``received``).
 
         Args:
             claim: The owner's claim.
@@ -212,26 +221,43 @@ class BlobAlertStore:
             now: Current UTC time.
 
         Raises:
-            NotificationError: The record changed since the claim (another owner took over).
+            NotificationError: Another owner took the record over since the claim.
         """
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError
 
-        record = dict(claim.record)
-        record.update(state="notified", notifiedAt=now.isoformat(), webhookStatus=status)
-        try:
-            self._blob(record["alertId"]).upload_blob(
-                json.dumps(record).encode("utf-8"),
-                overwrite=True,
-                metadata={"state": "notified"},
-                etag=claim.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except ResourceModifiedError:
-            raise NotificationError(
-                f"alert {record['alertId']}: its record changed after the claim; not marking it"
-            ) from None
-        logger.info("alert %s: record marked notified", record["alertId"])
+        alert_id = claim.record["alertId"]
+        blob = self._blob(alert_id)
+        record, etag = dict(claim.record), claim.etag
+        for _ in range(RECORD_WRITE_ATTEMPTS):
+            record.update(state="notified", notifiedAt=now.isoformat(), webhookStatus=status)
+            try:
+                blob.upload_blob(
+                    json.dumps(record).encode("utf-8"),
+                    overwrite=True,
+                    metadata={"state": "notified"},
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceModifiedError:
+                download = blob.download_blob()
+                record, etag = json.loads(download.readall()), download.properties.etag
+                still_ours = record.get("state") == "received" and all(
+                    record.get(key) == claim.record[key]
+                    for key in ("claimedAt", "claimSequenceNumber")
+                )
+                if not still_ours:
+                    raise NotificationError(
+                        f"alert {alert_id}: another delivery took the record over after this "
+                        "claim; not marking it"
+                    ) from None
+                continue
+            logger.info("alert %s: record marked notified", alert_id)
+            return
+        raise NotificationError(
+            f"alert {alert_id}: its record kept changing under {RECORD_WRITE_ATTEMPTS} attempts; "
+            "retrying"
+        )
 
     def record(self, alert_id: str) -> dict[str, Any]:
         """The stored record of an alert (for audits and tests)."""

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,65 +11,16 @@ from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
+from testing.helpers import azurite_blob_service
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-AZURITE = REPO_ROOT / "testing" / "tools" / "node_modules" / ".bin" / "azurite-blob"
-# Azurite's documented development account and key (public, identical in every installation).
-ACCOUNT = "devstoreaccount1"
-ACCOUNT_KEY = (
-    # pragma: allowlist nextline secret
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
 def blob_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlobServiceClient]:
     """Azurite's blob service on a free loopback port, with a temporary folder."""
-    if not AZURITE.is_file() or shutil.which("node") is None:
-        pytest.fail(f"Azurite is not installed ({AZURITE}): run make setup")
-    port = _free_port()
-    location = tmp_path_factory.mktemp("azurite-alerts")
-    log = location / "azurite.log"
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [
-                str(AZURITE),
-                *("--blobHost", "127.0.0.1", "--blobPort", str(port)),
-                *("--location", str(location), "--skipApiVersionCheck", "--loose", "--silent"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"Azurite exited ({process.returncode}): {log.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("Azurite did not listen within 30 s")
-                time.sleep(0.1)
-        yield BlobServiceClient(
-            f"http://127.0.0.1:{port}/{ACCOUNT}",
-            credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY},
-        )
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with azurite_blob_service(tmp_path_factory.mktemp("azurite-alerts")) as service:
+        yield service
 
 
 @pytest.fixture

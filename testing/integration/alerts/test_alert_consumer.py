@@ -205,3 +205,26 @@ def test_the_webhook_must_be_https_except_on_this_machine() -> None:
     for bad in ("http://hooks.example.com/x", "ftp://example.com/x", "hooks.example.com"):
         with pytest.raises(ConfigError, match="https://"):
             check_webhook_url(bad)
+
+
+def test_a_duplicate_during_the_owners_webhook_call_does_not_cause_a_second_notification(
+    records: ContainerClient,
+) -> None:
+    """A re-send that arrives while the owner calls the webhook bumps the record's duplicate
+    count (a new ETag). The owner must still mark the record notified; refusing would make
+    Service Bus redeliver the owner's message, which owns the record and would notify again."""
+    from ppe.alerts.records import parse_alert
+
+    store = BlobAlertStore(records, claim_timeout_s=600)
+    clock = Clock()
+    body = alert_body()
+    alert_id = json.loads(body)["alertId"]
+    alert = parse_alert(body, alert_id, {})
+    owner = store.claim(alert, 1, clock())
+    assert owner.owner
+    assert not store.claim(alert, 2, clock()).owner  # the device's re-send, mid-notification
+    store.mark_notified(owner, 200, clock())
+    record = store.record(alert_id)
+    assert (record["state"], record["duplicates"]) == ("notified", 1)
+    # The owner's message is completed now; were it redelivered, it would not own the record.
+    assert not store.claim(alert, 1, clock()).owner
