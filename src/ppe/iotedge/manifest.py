@@ -29,6 +29,7 @@ and the ``.env`` file).
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from ppe.errors import ManifestError
 
@@ -63,6 +64,12 @@ _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODULE_PLACEHOLDER = re.compile(
     r"^MODULES\.(?P<module>[A-Za-z0-9_-]+)(?:\.(?P<platform>[\w.]+))?$"
 )
+# The module's container limits (Docker Engine API HostConfig, which createOptions carry): below
+# this the process, LiteRT and two concurrent uploads' decode budgets (2 x 128 MiB) do not fit.
+MIN_MODULE_MEMORY_BYTES = 384 * 1024 * 1024
+#: The module's env variables that may never carry a literal secret (the manifest is stored in the
+#: IoT Hub and readable by everyone with deployment read access): a file from a host secret instead.
+SECRET_ENV: Mapping[str, str] = {"SCORE_TOKEN": "SCORE_TOKEN_FILE"}
 _DOCKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _MODEL_VERSION = re.compile(r"^[1-9][0-9]*$")
 _CREATE_OPTIONS_KEY = re.compile(r"^createOptions(?P<index>[0-9]{2})?$")
@@ -609,7 +616,8 @@ def manifest_errors(manifest: Mapping[str, Any], schemas_dir: Path) -> list[str]
     """Errors of a rendered manifest: deployment 2.0 schema, then createOptions parts.
 
     The createOptions check is iotedgedev's: each part at most 512 characters, parts numbered
-    without gaps, and their concatenation a JSON object.
+    without gaps, and their concatenation a JSON object. The ppedetector module's limits and
+    isolation are checked too (:func:`hardening_errors`).
 
     Args:
         manifest: A rendered manifest.
@@ -650,6 +658,175 @@ def manifest_errors(manifest: Mapping[str, Any], schemas_dir: Path) -> list[str]
             continue
         if not isinstance(options, dict):
             messages.append(f"{where}/createOptions: must be a JSON object")
+    modules = content.get("$edgeAgent", {}).get("properties.desired", {}).get("modules") or {}
+    where = f"/modulesContent/$edgeAgent/properties.desired/modules/{MODULE_NAME}/settings"
+    if MODULE_NAME in modules and not any(line.startswith(where) for line in messages):
+        messages += hardening_errors(manifest, MODULE_NAME)  # on createOptions that parse
+    return messages
+
+
+def module_create_options(manifest: Mapping[str, Any], module: str = MODULE_NAME) -> dict[str, Any]:
+    """A module's createOptions in a rendered manifest, the parts joined and parsed.
+
+    This is the Docker Engine API ``ContainerCreate`` body the IoT Edge agent starts the module
+    with (it adds the image, the env and its own labels and mounts).
+
+    Args:
+        manifest: A rendered manifest (createOptions as strings).
+        module: A custom module's name.
+
+    Returns:
+        The createOptions object.
+
+    Raises:
+        ManifestError: The module is missing or its createOptions are not one JSON object.
+    """
+    settings = _custom_module(manifest, module).get("settings") or {}
+    keys = sorted(key for key in settings if _CREATE_OPTIONS_KEY.match(key))
+    joined = "".join(str(settings[key]) for key in keys)
+    try:
+        options = json.loads(joined) if joined.strip() else {}
+    except json.JSONDecodeError as error:
+        raise ManifestError(
+            f"createOptions of module {module!r}: not valid JSON: {error}"
+        ) from None
+    if not isinstance(options, dict):
+        raise ManifestError(f"createOptions of module {module!r} must be a JSON object")
+    return options
+
+
+def module_env(manifest: Mapping[str, Any], module: str = MODULE_NAME) -> dict[str, str]:
+    """A module's environment variables in a manifest (``env: {NAME: {"value": ...}}``).
+
+    Args:
+        manifest: A rendered manifest or an expanded template.
+        module: A custom module's name.
+
+    Returns:
+        Name -> value, values as strings.
+
+    Raises:
+        ManifestError: The module is missing.
+    """
+    env = _custom_module(manifest, module).get("env") or {}
+    return {
+        name: str(item.get("value", "")) for name, item in env.items() if isinstance(item, dict)
+    }
+
+
+def _custom_module(manifest: Mapping[str, Any], module: str) -> dict[str, Any]:
+    content = manifest.get("modulesContent") or {}
+    modules = content.get("$edgeAgent", {}).get("properties.desired", {}).get("modules") or {}
+    found = modules.get(module)
+    if not isinstance(found, dict):
+        raise ManifestError(f"module {module!r} is not in the manifest's $edgeAgent modules")
+    return found
+
+
+def hardening_errors(manifest: Mapping[str, Any], module: str = MODULE_NAME) -> list[str]:
+    """Errors in the container limits and isolation the module must run with.
+
+    Docker Engine API ``HostConfig`` fields in the module's createOptions
+    (https://learn.microsoft.com/azure/iot-edge/how-to-use-create-options,
+    https://docs.docker.com/reference/api/engine/version/v1.41/#tag/Container/operation/ContainerCreate):
+    ``Memory`` (at least :data:`MIN_MODULE_MEMORY_BYTES`) with ``MemorySwap`` equal to it (no
+    swap: https://docs.docker.com/engine/containers/resource_constraints/), a positive
+    ``PidsLimit``, ``ReadonlyRootfs``, ``CapDrop`` ALL, ``SecurityOpt`` no-new-privileges, and
+    every port binding with an explicit ``HostIp`` (none means every host interface). The env
+    holds no literal secret (:data:`SECRET_ENV`), and a secret file it names lies in a read-only
+    bind.
+
+    Args:
+        manifest: A rendered manifest.
+        module: The custom module to check.
+
+    Returns:
+        One ``/json/path: message`` line per error; empty when the module is hardened.
+    """
+    where = f"/modulesContent/$edgeAgent/properties.desired/modules/{module}"
+    try:
+        options = module_create_options(manifest, module)
+        env = module_env(manifest, module)
+    except ManifestError as error:
+        return [f"{where}: {error}"]
+    host = options.get("HostConfig")
+    if not isinstance(host, dict):
+        return [
+            f"{where}/settings/createOptions: needs a HostConfig object with the module's limits"
+        ]
+    at = f"{where}/settings/createOptions/HostConfig"
+    messages: list[str] = []
+    memory = host.get("Memory")
+    if not _is_int(memory) or memory < MIN_MODULE_MEMORY_BYTES:
+        messages.append(
+            f"{at}/Memory: {memory!r}; set PPE_MEMORY_BYTES to a byte count of at least "
+            f"{MIN_MODULE_MEMORY_BYTES} ({MIN_MODULE_MEMORY_BYTES >> 20} MiB)"
+        )
+    elif host.get("MemorySwap") != memory:
+        messages.append(
+            f"{at}/MemorySwap: {host.get('MemorySwap')!r}; must equal Memory ({memory}) so "
+            "the module never swaps"
+        )
+    pids = host.get("PidsLimit")
+    if not _is_int(pids) or pids < 1:
+        messages.append(f"{at}/PidsLimit: {pids!r}; must be a positive number of processes")
+    if host.get("ReadonlyRootfs") is not True:
+        messages.append(f"{at}/ReadonlyRootfs: must be true (the queue volume is the one write)")
+    cap_drop = host.get("CapDrop")
+    if not isinstance(cap_drop, list) or "ALL" not in [str(cap).upper() for cap in cap_drop]:
+        messages.append(f'{at}/CapDrop: {cap_drop!r}; must hold "ALL"')
+    security = host.get("SecurityOpt")
+    if not isinstance(security, list) or not any(
+        str(opt).replace("=", ":") in ("no-new-privileges", "no-new-privileges:true")
+        for opt in security
+    ):
+        messages.append(f'{at}/SecurityOpt: {security!r}; must hold "no-new-privileges"')
+    messages += _port_binding_errors(host.get("PortBindings"), at)
+    messages += _secret_env_errors(env, host.get("Binds"), where)
+    return messages
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _port_binding_errors(bindings: Any, at: str) -> list[str]:
+    messages = []
+    for port, entries in (bindings or {}).items():
+        for index, entry in enumerate(entries or []):
+            host_ip = entry.get("HostIp") if isinstance(entry, dict) else None
+            try:
+                ipaddress.ip_address(host_ip or "")
+            except ValueError:
+                messages.append(
+                    f"{at}/PortBindings/{port}/{index}/HostIp: {host_ip!r}; set PPE_HTTP_HOST_IP "
+                    "to the host address to publish on (127.0.0.1: the device only; none would "
+                    "publish on every interface)"
+                )
+    return messages
+
+
+def _secret_env_errors(env: Mapping[str, str], binds: Any, where: str) -> list[str]:
+    messages = []
+    read_only = [
+        parts[1]
+        for parts in (str(bind).split(":") for bind in binds or [])
+        if len(parts) >= 3 and "ro" in parts[2].split(",")
+    ]
+    for literal, file_variable in SECRET_ENV.items():
+        if literal in env:
+            messages.append(
+                f"{where}/env/{literal}: a literal secret in the manifest; remove it and name a "
+                f"file in a read-only host secret bind with {file_variable} instead"
+            )
+        path = env.get(file_variable)
+        if path is not None and not any(
+            path.startswith(target.rstrip("/") + "/") for target in read_only
+        ):
+            messages.append(
+                f"{where}/env/{file_variable}: {path!r} is not inside a read-only bind; bind the "
+                "host secret folder (PPE_HOST_SECRETS_DIR) there with ':ro'"
+            )
     return messages
 
 

@@ -34,6 +34,9 @@ MODEL_VERSION=9
 CAMERA_ID=site-2 gate  # inline comment
 FRAME_SOURCE='rtsp://cam.local:554/live?channel=1'
 PPE_HOST_QUEUE_DIR={queue_dir}
+PPE_HOST_SECRETS_DIR=/etc/ppedetector/secrets
+PPE_HTTP_HOST_IP=127.0.0.1
+PPE_MEMORY_BYTES=536870912
 EDGEHUB_STORE_FORWARD_TTL_SECS=172800
 EDGEHUB_HOST_STORE_DIR=/var/lib/iotedge-hub
 MODULES_PATH=modules

@@ -22,6 +22,9 @@ def edge_env() -> dict[str, str]:
         "CAMERA_ID": "site1-cam1",
         "FRAME_SOURCE": "rtsp://10.0.0.5:554/stream1",
         "PPE_HOST_QUEUE_DIR": "/var/lib/ppedetector",
+        "PPE_HOST_SECRETS_DIR": "/etc/ppedetector/secrets",
+        "PPE_HTTP_HOST_IP": "127.0.0.1",
+        "PPE_MEMORY_BYTES": "536870912",
         "EDGEHUB_STORE_FORWARD_TTL_SECS": "86400",
         "EDGEHUB_HOST_STORE_DIR": "/var/lib/iotedge-hub",
     }

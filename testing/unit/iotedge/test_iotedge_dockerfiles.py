@@ -305,9 +305,13 @@ def test_healthcheck_entrypoint_port_and_queue_dir_match_the_manifest(
     ]
     queue = module["env"]["QUEUE_DIR"]["value"]
     assert env_values(steps)["QUEUE_DIR"] == queue
-    # The host volume is the durable queue and nothing else.
-    binds = module["settings"]["createOptions"]["HostConfig"]["Binds"]
-    assert [bind.split(":")[1] for bind in binds] == [queue]
+    # The one writable host volume is the durable queue; the other bind is the read-only secret
+    # folder holding the file SCORE_TOKEN_FILE names.
+    binds = [bind.split(":") for bind in module["settings"]["createOptions"]["HostConfig"]["Binds"]]
+    assert [target for _, target, *mode in binds if mode != ["ro"]] == [queue]
+    secrets = [target for _, target, *mode in binds if mode == ["ro"]]
+    token_file = module["env"]["SCORE_TOKEN_FILE"]["value"]
+    assert secrets == [str(Path(token_file).parent)]
     dirs = next(args for keyword, args in steps if keyword == "RUN" and "install -d" in args)
     assert re.search(rf"install -d -o ppe -g ppe -m 0750 {re.escape(queue)}(\s|$)", dirs), dirs
 

@@ -137,13 +137,27 @@ def test_module_env_and_create_options(edge_env: dict[str, str]) -> None:
         "HTTP_PORT": str(EdgeConfig().http_port),
         "CAMERA_ID": "site1-cam1",
         "FRAME_SOURCE": "rtsp://10.0.0.5:554/stream1",
+        "SCORE_TOKEN_FILE": "/run/secrets/ppedetector/score-token",
     }
     options = create_options(module)
+    assert options == m.module_create_options(manifest)
+    assert env == m.module_env(manifest)
     port = f"{EdgeConfig().http_port}/tcp"
     assert options["ExposedPorts"] == {port: {}}
     host = options["HostConfig"]
-    assert host["PortBindings"] == {port: [{"HostPort": str(EdgeConfig().http_port)}]}
-    assert host["Binds"] == ["/var/lib/ppedetector:/app/queue"]
+    assert host["PortBindings"] == {
+        port: [{"HostIp": "127.0.0.1", "HostPort": str(EdgeConfig().http_port)}]
+    }
+    assert host["Binds"] == [
+        "/var/lib/ppedetector:/app/queue",
+        "/etc/ppedetector/secrets:/run/secrets/ppedetector:ro",
+    ]
+    assert host["Memory"] == host["MemorySwap"] == 512 * 1024 * 1024
+    assert host["PidsLimit"] == 256
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert m.hardening_errors(manifest) == []
     assert host["LogConfig"]["Type"] == "json-file"
     assert set(host["LogConfig"]["Config"]) == {"max-size", "max-file"}
     assert module["status"] == "running"
@@ -293,9 +307,9 @@ def test_long_create_options_render_as_valid_chunks(edge_env: dict[str, str]) ->
     settings = detector(manifest)["settings"]
     assert "createOptions01" in settings
     assert m.manifest_errors(manifest, SCHEMAS) == []
-    assert create_options(detector(manifest))["HostConfig"]["Binds"] == [
+    assert create_options(detector(manifest))["HostConfig"]["Binds"][0] == (
         edge_env["PPE_HOST_QUEUE_DIR"] + ":/app/queue"
-    ]
+    )
 
 
 # --- a broken manifest gives precise errors ---------------------------------------------------
@@ -331,7 +345,10 @@ def test_bad_restart_policy_and_route_name_are_reported(manifest: Manifest) -> N
 
 
 def test_create_options_that_are_not_an_object_are_reported(manifest: Manifest) -> None:
-    detector(manifest)["settings"]["createOptions"] = "[1, 2]"
+    settings = detector(manifest)["settings"]
+    for key in [key for key in settings if key.startswith("createOptions")]:
+        del settings[key]
+    settings["createOptions"] = "[1, 2]"
     assert m.manifest_errors(manifest, SCHEMAS) == [
         "/modulesContent/$edgeAgent/properties.desired/modules/ppedetector/settings/"
         "createOptions: must be a JSON object"
@@ -339,12 +356,139 @@ def test_create_options_that_are_not_an_object_are_reported(manifest: Manifest) 
 
 
 def test_create_options_parts_with_a_gap_are_reported(manifest: Manifest) -> None:
-    detector(manifest)["settings"]["createOptions02"] = "{}"
+    detector(manifest)["settings"]["createOptions03"] = "{}"
     errors = m.manifest_errors(manifest, SCHEMAS)
     assert errors == [
         "/modulesContent/$edgeAgent/properties.desired/modules/ppedetector/settings: "
         "createOptions parts must be numbered 01, 02, ... without gaps"
     ]
+
+
+# --- the module's container limits and isolation (hardening_errors) ------------------------------
+# Docker Engine API HostConfig, as createOptions carry it:
+# https://learn.microsoft.com/azure/iot-edge/how-to-use-create-options
+# https://docs.docker.com/reference/api/engine/version/v1.41/#tag/Container/operation/ContainerCreate
+
+
+def _host_config(manifest: Manifest) -> dict[str, Any]:
+    host: dict[str, Any] = create_options(detector(manifest))["HostConfig"]
+    return host
+
+
+def _set_create_options(manifest: Manifest, options: dict[str, Any]) -> None:
+    settings = detector(manifest)["settings"]
+    for key in [key for key in settings if key.startswith("createOptions")]:
+        del settings[key]
+    settings.update(m.split_create_options(options, "ppedetector"))
+
+
+HOST_CONFIG = (
+    "/modulesContent/$edgeAgent/properties.desired/modules/ppedetector/settings/createOptions/"
+    "HostConfig"
+)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        # Without Memory the container may take all of the device's memory.
+        ("Memory", None, "Memory: None; set PPE_MEMORY_BYTES"),
+        ("Memory", 200 * 2**20, f"at least {m.MIN_MODULE_MEMORY_BYTES}"),
+        ("Memory", True, "Memory: True"),
+        # MemorySwap is memory plus swap; unset (or -1) lets the module swap on top of Memory:
+        # https://docs.docker.com/engine/containers/resource_constraints/
+        ("MemorySwap", None, "MemorySwap: None; must equal Memory"),
+        ("MemorySwap", -1, "MemorySwap: -1; must equal Memory"),
+        ("PidsLimit", 0, "PidsLimit: 0; must be a positive number"),
+        ("PidsLimit", None, "PidsLimit: None"),
+        ("ReadonlyRootfs", False, "ReadonlyRootfs: must be true"),
+        ("CapDrop", ["NET_RAW"], "CapDrop: ['NET_RAW']; must hold \"ALL\""),
+        ("SecurityOpt", [], 'SecurityOpt: []; must hold "no-new-privileges"'),
+        # A binding without HostIp publishes the port on every host interface.
+        ("PortBindings", {"8080/tcp": [{"HostPort": "8080"}]}, "8080/tcp/0/HostIp: None"),
+    ],
+)
+def test_a_weakened_module_container_is_refused(
+    manifest: Manifest, field: str, value: Any, message: str
+) -> None:
+    options = create_options(detector(manifest))
+    if value is None:
+        del options["HostConfig"][field]
+    else:
+        options["HostConfig"][field] = value
+    _set_create_options(manifest, options)
+    errors = m.manifest_errors(manifest, SCHEMAS)
+    assert len(errors) == 1 and errors[0].startswith(f"{HOST_CONFIG}/{field}"), errors
+    assert message in errors[0]
+    with pytest.raises(m.ManifestError, match=re.escape(message)):
+        m.validate_manifest(manifest, SCHEMAS)
+
+
+@pytest.mark.parametrize("spelling", [["all"], ["ALL", "NET_RAW"]])
+def test_cap_drop_all_in_any_case_and_no_new_privileges_forms_are_accepted(
+    manifest: Manifest, spelling: list[str]
+) -> None:
+    options = create_options(detector(manifest))
+    options["HostConfig"]["CapDrop"] = spelling
+    options["HostConfig"]["SecurityOpt"] = ["no-new-privileges:true"]
+    _set_create_options(manifest, options)
+    assert m.hardening_errors(manifest) == []
+
+
+def test_the_memory_limit_is_configurable_and_swap_follows_it(edge_env: dict[str, str]) -> None:
+    edge_env["PPE_MEMORY_BYTES"] = str(1024 * 2**20)
+    manifest = m.render_manifest(TEMPLATE, edge_env, "amd64", tag="1", model_version=3)
+    assert _host_config(manifest)["Memory"] == _host_config(manifest)["MemorySwap"] == 2**30
+    assert m.manifest_errors(manifest, SCHEMAS) == []
+    edge_env["PPE_MEMORY_BYTES"] = str(m.MIN_MODULE_MEMORY_BYTES - 1)
+    low = m.render_manifest(TEMPLATE, edge_env, "amd64", tag="1", model_version=3)
+    assert m.manifest_errors(low, SCHEMAS) == [
+        f"{HOST_CONFIG}/Memory: {m.MIN_MODULE_MEMORY_BYTES - 1}; set PPE_MEMORY_BYTES to a byte "
+        f"count of at least {m.MIN_MODULE_MEMORY_BYTES} (384 MiB)"
+    ]
+
+
+def test_a_memory_limit_with_a_unit_is_a_json_error_naming_the_variable(
+    edge_env: dict[str, str],
+) -> None:
+    edge_env["PPE_MEMORY_BYTES"] = "512m"  # docker run's syntax; the Engine API takes bytes
+    with pytest.raises(m.ManifestError, match=r"check the values of PPE_MEMORY_BYTES"):
+        m.render_manifest(TEMPLATE, edge_env, "amd64", tag="1", model_version=3)
+
+
+@pytest.mark.parametrize(
+    ("host_ip", "ok"),
+    [("0.0.0.0", True), ("192.168.1.20", True), ("::1", True), ("localhost", False)],
+)
+def test_the_published_address_is_configurable_and_must_be_an_ip(
+    edge_env: dict[str, str], host_ip: str, ok: bool
+) -> None:
+    edge_env["PPE_HTTP_HOST_IP"] = host_ip
+    manifest = m.render_manifest(TEMPLATE, edge_env, "amd64", tag="1", model_version=3)
+    binding = _host_config(manifest)["PortBindings"]["8080/tcp"]
+    assert binding == [{"HostIp": host_ip, "HostPort": "8080"}]
+    errors = m.hardening_errors(manifest)
+    assert errors == [] if ok else "set PPE_HTTP_HOST_IP" in errors[0]
+
+
+def test_a_literal_score_token_in_the_manifest_is_refused(manifest: Manifest) -> None:
+    # The manifest lives in the IoT Hub (deployments, module twins): a token there is readable by
+    # anyone with read access to the hub's configurations.
+    detector(manifest)["env"]["SCORE_TOKEN"] = {"value": "0123456789abcdef0123"}
+    errors = m.manifest_errors(manifest, SCHEMAS)
+    assert len(errors) == 1 and "/env/SCORE_TOKEN: a literal secret" in errors[0]
+    assert "SCORE_TOKEN_FILE" in errors[0]
+
+
+def test_the_token_file_must_lie_in_a_read_only_bind(manifest: Manifest) -> None:
+    options = create_options(detector(manifest))
+    options["HostConfig"]["Binds"][1] = options["HostConfig"]["Binds"][1].removesuffix(":ro")
+    _set_create_options(manifest, options)
+    errors = m.manifest_errors(manifest, SCHEMAS)
+    assert len(errors) == 1 and "/env/SCORE_TOKEN_FILE: " in errors[0], errors
+    assert "PPE_HOST_SECRETS_DIR" in errors[0]
+    detector(manifest)["env"]["SCORE_TOKEN_FILE"] = {"value": "/app/queue/score-token"}
+    assert "not inside a read-only bind" in m.hardening_errors(manifest)[0]
 
 
 def test_unstringified_create_options_fail_the_manifest_schema(manifest: Manifest) -> None:
