@@ -6,23 +6,32 @@ The image is built once per session by ``environments/docker/build_image.sh`` (w
 starts a daemon with no bridge when none answers, so every container uses ``--network host`` and
 reaches the broker and the tests on loopback.
 
-Each container runs as IoT Edge should run it (the createOptions the manifest is meant to carry):
-the image's non-root user, a read-only root filesystem, every capability dropped,
-``no-new-privileges``, memory and pids limits, and the outbox on a volume
+Each container is created as the IoT Edge agent creates the module: through the Docker Engine
+API's ``ContainerCreate`` with the createOptions of the manifest that ``ppe edge manifest``
+renders from ``environments/iotedge/deployment.template.json`` and the ``.env.template``
+defaults (one source of truth: memory and pids limits, a read-only root filesystem, every
+capability dropped, ``no-new-privileges``, the outbox volume, the read-only secret folder
+holding the ``/score`` token) and the module's env from the same manifest
 (https://learn.microsoft.com/azure/iot-edge/how-to-use-create-options,
-https://docs.docker.com/reference/cli/docker/container/run/).
+https://docs.docker.com/reference/api/engine/version/v1.41/#tag/Container/operation/ContainerCreate).
+Only what a test machine must change is overridden, and each override is named where it is made:
+the host network (the daemon has no bridge), the HTTP port, the test's frame folder and broker.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import hashlib
+import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,16 +56,19 @@ from testing.unit.edge.test_server_faults import bomb_png
 
 from ppe.edge.runtime import SPEC_FILE
 from ppe.export import INT8_FILE
+from ppe.iotedge import manifest as edge_manifest
 from ppe.model.spec import YoloSpec
 
 __all__ = ["broker"]
 
 DOCKER_DIR = REPO / "environments" / "docker"
+IOTEDGE_DIR = REPO / "environments" / "iotedge"
+SCHEMAS = REPO / "testing" / "fixtures" / "schemas" / "iotedge"
 MODULE_UID = 10001
 TOKEN = "container-test-token-0123456789"
 #: Inputs of the image: a change to any of them builds a new one.
 IMAGE_INPUTS = ("pyproject.toml", "README.md", "src", "environments/docker", ".dockerignore")
-MEMORY_LIMIT = 512 * 1024 * 1024
+DOCKER_API = "/v1.41"  # Docker 20.10, Debian's docker.io
 
 
 def _content_hash(model_dir: Path) -> str:
@@ -138,6 +150,64 @@ def edge_image(docker_env: dict[str, str], model_dir: Path) -> str:
     return build_image(docker_env, model_dir, "amd64")
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over the Docker daemon's unix socket."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+def docker_api(env: dict[str, str], method: str, path: str, body: Any = None) -> Any:
+    """One Docker Engine API call on the daemon DOCKER_HOST names; the JSON answer."""
+    url = urllib.parse.urlsplit(env["DOCKER_HOST"])
+    connection: http.client.HTTPConnection
+    if url.scheme == "unix":
+        connection = _UnixConnection(url.path, timeout=120)
+    else:
+        connection = http.client.HTTPConnection(url.hostname or "localhost", url.port, timeout=120)
+    try:
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        connection.request(method, DOCKER_API + path, body=payload, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+    finally:
+        connection.close()
+    if response.status >= 300:
+        raise AssertionError(f"Docker API {method} {path}: {response.status} {data[-2000:]!r}")
+    return json.loads(data) if data else None
+
+
+def module_manifest(queue: Path, secrets: Path) -> dict[str, Any]:
+    """The manifest ``ppe edge manifest`` renders from the template and ``.env.template``.
+
+    Only the device's folders and what the template leaves to the site are filled in; every
+    limit (memory, pids, address) is the shipped default.
+    """
+    terraform = {"ACR_LOGIN_SERVER": "ppeacr.azurecr.io", "EDGE_REGISTRY_TOKEN_NAME": "edge"}
+    env = edge_manifest.parse_dotenv((IOTEDGE_DIR / ".env.template").read_text(), terraform)
+    env.update(
+        CONTAINER_REGISTRY_PASSWORD="not-used-by-this-test",
+        MODEL_VERSION="7",
+        CAMERA_ID="gate-9",
+        FRAME_SOURCE="/frames",
+        PPE_HOST_QUEUE_DIR=str(queue),
+        PPE_HOST_SECRETS_DIR=str(secrets),
+    )
+    manifest = edge_manifest.render_manifest(
+        IOTEDGE_DIR / "deployment.template.json", env, "amd64", tag="test"
+    )
+    edge_manifest.validate_manifest(manifest, SCHEMAS)
+    return manifest
+
+
 @dataclass
 class Container:
     """One module container."""
@@ -145,6 +215,7 @@ class Container:
     env: dict[str, str]
     name: str
     port: int
+    manifest: dict[str, Any]  # the deployment manifest it was created from
 
     def health(self) -> dict[str, Any] | None:
         try:
@@ -205,7 +276,11 @@ class Container:
 def run_module(
     docker_env: dict[str, str], edge_image: str, broker: Broker, tmp_path: Path
 ) -> Iterator[Any]:
-    """Start module containers; all are removed at the end."""
+    """Start module containers as the IoT Edge agent would; all are removed at the end.
+
+    ``start(queue=PATH)`` binds another host folder at the queue; ``start(queue_tmpfs=OPTIONS)``
+    puts a tmpfs there instead (a small volume to fill).
+    """
     started: list[Container] = []
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -214,39 +289,56 @@ def run_module(
     frames.chmod(0o755)
     queue = tmp_path / "queue"
     queue.mkdir()
-    if os.geteuid() == 0:
-        os.chown(queue, MODULE_UID, MODULE_UID)  # as `install -d -o 10001` on a device
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "score-token").write_text(TOKEN + "\n")
+    if os.geteuid() == 0:  # as `install -d -o 10001` and `install -o 10001 -m 0400` on a device
+        os.chown(queue, MODULE_UID, MODULE_UID)
+        os.chown(secrets / "score-token", MODULE_UID, MODULE_UID)
+        (secrets / "score-token").chmod(0o400)
     else:
         queue.chmod(0o777)
+        (secrets / "score-token").chmod(0o444)
+    secrets.chmod(0o755)
     shutil.copy(broker.folder / "ca.pem", tmp_path / "ca.pem")
     (tmp_path / "ca.pem").chmod(0o644)
+    manifest = module_manifest(queue, secrets)
     port = free_port()
 
-    def start(*extra: str, queue_mount: tuple[str, ...] | None = None, name: str = "") -> Container:
-        container = Container(
-            docker_env, name or f"ppe-test-{tmp_path.name[-20:]}-{len(started)}", port
-        )
+    def start(queue: Path | None = None, queue_tmpfs: str | None = None) -> Container:
+        name = f"ppe-test-{tmp_path.name[-20:]}-{len(started)}"
+        container = Container(docker_env, name, port, manifest)
         docker(docker_env, "rm", "-f", container.name, check=False)
-        mounts = queue_mount or ("-v", f"{queue}:/app/queue")
-        docker(
-            docker_env,
-            "run", "--detach", "--name", container.name, "--network", "host",
-            "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-            "--memory", str(MEMORY_LIMIT), "--memory-swap", str(MEMORY_LIMIT),
-            "--pids-limit", "256",
-            *mounts,
-            "-v", f"{frames}:/frames:ro", "-v", f"{tmp_path / 'ca.pem'}:/certs/ca.pem:ro",
-            "-e", f"HTTP_PORT={port}", "-e", "HTTP_HOST=127.0.0.1", "-e", f"SCORE_TOKEN={TOKEN}",
-            "-e", "CAMERA_ID=gate-9", "-e", "MODEL_VERSION=7", "-e", "FRAME_SOURCE=/frames",
-            "-e", "FRAME_RATE=5", "-e", "LITERT_NUM_THREADS=1",
-            "-e", "EdgeHubConnectionString=HostName=test-hub.azure-devices.net;"
+        body = copy.deepcopy(edge_manifest.module_create_options(manifest))
+        host = body["HostConfig"]
+        if queue is not None or queue_tmpfs is not None:
+            host["Binds"] = [b for b in host["Binds"] if b.split(":")[1] != "/app/queue"]
+            if queue is not None:
+                host["Binds"].append(f"{queue}:/app/queue")
+            else:
+                host["Tmpfs"] = {"/app/queue": queue_tmpfs}
+        # Test machine only: the daemon has no bridge (the agent uses the azure-iot-edge
+        # network), so the module shares the host's loopback with the broker and the tests.
+        host["NetworkMode"] = "host"
+        # Test inputs: a frame folder and the test broker's CA (the agent mounts its own).
+        host["Binds"] += [f"{frames}:/frames:ro", f"{tmp_path / 'ca.pem'}:/certs/ca.pem:ro"]
+        env = edge_manifest.module_env(manifest)
+        env.update(
+            # On the host network the module binds loopback on a free port.
+            HTTP_PORT=str(port),
+            HTTP_HOST="127.0.0.1",
+            FRAME_RATE="5",
+            LITERT_NUM_THREADS="1",
+            # What the agent gives a module (IOTEDGE_*), in its local-debugging form.
+            EdgeHubConnectionString="HostName=test-hub.azure-devices.net;"
             f"DeviceId={DEVICE};ModuleId={MODULE};SharedAccessKey=dGVzdC1rZXktbm90LWEtc2VjcmV0;"
             "GatewayHostName=localhost",
-            "-e", "EdgeModuleCACertificateFile=/certs/ca.pem",
-            *extra,
-            edge_image,
-        )  # fmt: skip
+            EdgeModuleCACertificateFile="/certs/ca.pem",
+        )
+        body.update(Image=edge_image, Env=[f"{name}={value}" for name, value in env.items()])
+        docker_api(docker_env, "POST", f"/containers/create?name={container.name}", body)
         started.append(container)
+        docker_api(docker_env, "POST", f"/containers/{container.name}/start")
         return container
 
     yield start
@@ -273,17 +365,24 @@ def test_the_image_runs_as_the_module_through_an_outage_and_a_restart(
     try:
         health = container.wait_healthy()
         startup_s = time.monotonic() - start
-        # The hardening the manifest asks for, as Docker applied it.
+        # The hardening the manifest carries, as Docker applied it.
         inspect = json.loads(docker(docker_env, "inspect", container.name))[0]
         assert inspect["Config"]["User"] == f"{MODULE_UID}:{MODULE_UID}"
-        assert inspect["HostConfig"]["ReadonlyRootfs"] is True
-        assert inspect["HostConfig"]["CapDrop"] == ["ALL"]
+        wanted = edge_manifest.module_create_options(container.manifest)["HostConfig"]
+        for field in ("Memory", "MemorySwap", "PidsLimit", "ReadonlyRootfs", "CapDrop"):
+            assert inspect["HostConfig"][field] == wanted[field], field
+        assert inspect["HostConfig"]["SecurityOpt"] == wanted["SecurityOpt"]
+        assert inspect["HostConfig"]["Memory"] == 512 * 1024 * 1024  # the shipped default
+        assert container.exec("cat", "/proc/self/status").stdout.count("NoNewPrivs:\t1") == 1
+        assert "CapEff:\t0000000000000000" in container.exec("cat", "/proc/self/status").stdout
         assert container.exec("id", "-u").stdout.strip() == str(MODULE_UID)
         assert container.exec("touch", "/app/x").returncode != 0  # read-only root
         no_tf = container.exec("python", "-c", "import tensorflow")
         assert no_tf.returncode != 0 and "No module named 'tensorflow'" in no_tf.stderr
         assert health["model_version"] == "7"
-        # /score with a real photo; without the token it is refused.
+        # /score with a real photo and the token from the manifest's secret file; without the
+        # token it is refused.
+        assert "SCORE_TOKEN=" not in "".join(inspect["Config"]["Env"])
         photo = (PHOTOS / "hard_hat_workers101.png").read_bytes()
         status, document = container.score(photo)
         assert status == 200 and document["detections"], document
@@ -354,7 +453,7 @@ def test_a_burst_of_decompression_bombs_keeps_the_container_in_its_budget(
     peak = _peak_memory(docker_env, container)
     print(json.dumps({"bomb_burst_peak_mb": None if peak is None else round(peak / 2**20)}))  # noqa: T201
     if peak is not None:
-        assert peak < MEMORY_LIMIT
+        assert peak < inspect["HostConfig"]["Memory"]
 
 
 def test_a_full_queue_volume_degrades_health_and_alerts_resume(
@@ -362,8 +461,7 @@ def test_a_full_queue_volume_degrades_health_and_alerts_resume(
 ) -> None:
     observer = Observer(broker.folder / "ca.pem", "observer-full-disk", DESIRED)
     observer.start()
-    tmpfs = ("--tmpfs", f"/app/queue:size=4m,uid={MODULE_UID},gid={MODULE_UID}")
-    container: Container = run_module(queue_mount=tmpfs)
+    container: Container = run_module(queue_tmpfs=f"size=4m,uid={MODULE_UID},gid={MODULE_UID}")
     try:
         container.wait_healthy()
         assert wait_for(lambda: len(observer.alerts()) >= 2, 60), container.logs()[-3000:]
@@ -393,7 +491,7 @@ def test_a_root_owned_queue_folder_is_a_one_line_error(
         pytest.fail("needs root to make a root-owned folder (as Docker creates one)")
     root_owned = tmp_path / "root-queue"
     root_owned.mkdir(mode=0o755)
-    container: Container = run_module(queue_mount=("-v", f"{root_owned}:/app/queue"))
+    container: Container = run_module(queue=root_owned)
     assert wait_for(lambda: not container.running(), 60)
     code = docker(docker_env, "inspect", "-f", "{{.State.ExitCode}}", container.name)
     logs = container.logs()
