@@ -24,15 +24,15 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ppe.cli.data",
     "ppe.cli.model",
     "ppe.cli.steps",
-    "ppe.edge.commands",
+    "ppe.cli.edge",
     "ppe.cli.gate",
     "ppe.cli.registry",
     "ppe.cli.aml",
 )
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    """Build the full argument parser (no work is done at import time)."""
+def get_args_parser(command_modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
+    """Build the argument parser of ``command_modules`` (no work is done at import time)."""
     parser = argparse.ArgumentParser(
         prog="ppe",
         description="Hard-hat (PPE) detector: data, training, evaluation, registry and edge steps.",
@@ -42,7 +42,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in COMMAND_MODULES:
+    for module_name in command_modules:
         module = importlib.import_module(module_name)
         module.register(subparsers)
     return parser
@@ -72,9 +72,15 @@ def run_command(argv: Sequence[str]) -> None:
         raise PpeError(f"`ppe {' '.join(argv)}` exited with status {status}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one ``ppe`` subcommand and return its exit status."""
-    parser = get_args_parser()
+def main(
+    argv: Sequence[str] | None = None, command_modules: Sequence[str] = COMMAND_MODULES
+) -> int:
+    """Run one ``ppe`` subcommand and return its exit status.
+
+    ``command_modules``: the modules whose subcommands exist (the ``ppe-edge`` wheel's ``ppe``
+    has only :mod:`ppe.cli.edge_module`).
+    """
+    parser = get_args_parser(command_modules)
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     try:

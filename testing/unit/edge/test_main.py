@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from ppe.cli.edge_module import register_runtime
 from ppe.config import EdgeConfig
 from ppe.edge.main import EdgeModule, ModuleOptions, options_from_env
-from ppe.edge.runtime_commands import register_runtime
 from ppe.errors import ConfigError
 
 PHOTOS = Path(__file__).resolve().parents[2] / "fixtures" / "hardhat_sample" / "images" / "val"

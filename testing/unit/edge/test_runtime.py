@@ -152,7 +152,7 @@ def test_edge_runtime_imports_and_runs_without_tensorflow(edge_models: Path) -> 
         sys.modules["keras"] = None
         import numpy as np
         import ppe.edge.alerts, ppe.edge.iothub, ppe.edge.main, ppe.edge.queue
-        import ppe.edge.runtime_commands, ppe.edge.server, ppe.edge.settings, ppe.edge.sources
+        import ppe.cli.edge_module, ppe.edge.server, ppe.edge.settings, ppe.edge.sources
         from ppe.edge.runtime import LiteRTDetector
         detector = LiteRTDetector({str(edge_models / "rigged_int8.tflite")!r},
                                   {str(edge_models / "labels.txt")!r})
@@ -161,7 +161,7 @@ def test_edge_runtime_imports_and_runs_without_tensorflow(edge_models: Path) -> 
         # The container's entry point, `ppe edge run`, parses through the whole CLI.
         from ppe.cli import get_args_parser
         args = get_args_parser().parse_args(["edge", "run"])
-        assert args.func.__module__ == "ppe.edge.runtime_commands"
+        assert args.func.__module__ == "ppe.cli.edge_module"
         loaded = [name for name in sys.modules if name.split(".")[0] in ("tensorflow", "keras")]
         assert all(sys.modules[name] is None for name in loaded), loaded
         print("ok", len(result.detections))

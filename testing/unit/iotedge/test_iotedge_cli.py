@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ppe import cli
-from ppe.edge import commands
+from ppe.cli import edge as commands
 from ppe.iotedge import manifest as m
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -48,7 +48,7 @@ def base_args(env_file: Path, out: Path) -> list[str]:
 
 
 def test_edge_group_is_registered_in_the_cli() -> None:
-    assert "ppe.edge.commands" in cli.COMMAND_MODULES
+    assert "ppe.cli.edge" in cli.COMMAND_MODULES
     assert commands.add_manifest_command in commands.SUBCOMMANDS
     args = edge_parser().parse_args(["edge", "manifest", "--platform", "amd64", "--tag", "t",
                                      "--model-version", "1", "--out", "x.json"])  # fmt: skip
@@ -60,7 +60,7 @@ def test_manifest_command_writes_the_rendered_manifest(
     env_file: Path, edge_env: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     out = tmp_path / "config" / "deployment.arm64v8.json"
-    with caplog.at_level(logging.INFO, logger="ppe.edge.commands"):
+    with caplog.at_level(logging.INFO, logger="ppe.cli.edge"):
         assert run(base_args(env_file, out)) == 0
     written = json.loads(out.read_text())
     assert written == m.render_manifest(TEMPLATE, edge_env, "arm64v8", tag="42", model_version=5)
