@@ -103,7 +103,7 @@ fi
 context="$(mktemp -d)"
 trap 'rm -rf "${context}"' EXIT
 mkdir -p "${context}/environments/docker/model" "${context}/environments/docker/wheelhouse"
-cp "${repo}/pyproject.toml" "${repo}/README.md" "${context}/"
+cp "${repo}/pyproject.toml" "${context}/"
 cp -r "${repo}/src" "${context}/src"
 find "${context}/src" -name __pycache__ -prune -exec rm -rf {} +
 cp "${requirements[@]}" "${context}/environments/docker/"

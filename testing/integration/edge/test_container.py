@@ -54,6 +54,7 @@ from testing.integration.edge.test_mqtt import (
 )
 from testing.unit.edge.test_server_faults import bomb_png
 
+import ppe
 from ppe.edge.runtime import SPEC_FILE
 from ppe.export import INT8_FILE
 from ppe.iotedge import manifest as edge_manifest
@@ -67,7 +68,7 @@ SCHEMAS = REPO / "testing" / "fixtures" / "schemas" / "iotedge"
 MODULE_UID = 10001
 TOKEN = "container-test-token-0123456789"
 #: Inputs of the image: a change to any of them builds a new one.
-IMAGE_INPUTS = ("pyproject.toml", "README.md", "src", "environments/docker", ".dockerignore")
+IMAGE_INPUTS = ("pyproject.toml", "src", "environments/docker", ".dockerignore")
 DOCKER_API = "/v1.41"  # Docker 20.10, Debian's docker.io
 
 
@@ -379,6 +380,15 @@ def test_the_image_runs_as_the_module_through_an_outage_and_a_restart(
         assert container.exec("touch", "/app/x").returncode != 0  # read-only root
         no_tf = container.exec("python", "-c", "import tensorflow")
         assert no_tf.returncode != 0 and "No module named 'tensorflow'" in no_tf.stderr
+        # The package is the ppe-edge wheel of the edge layer alone: no training code inside.
+        layer = container.exec(
+            "python", "-c", "import importlib.metadata as m; print(m.version('ppe-edge')); "
+            "import ppe.edge.main, ppe.cli.edge_module; import ppe.train",
+        )  # fmt: skip
+        assert layer.stdout.strip() == ppe.__version__, layer.stderr
+        assert "No module named 'ppe.train'" in layer.stderr
+        full = container.exec("python", "-c", "import importlib.metadata as m; m.version('ppe')")
+        assert "PackageNotFoundError" in full.stderr
         assert health["model_version"] == "7"
         # /score with a real photo and the token from the manifest's secret file; without the
         # token it is refused.

@@ -97,7 +97,7 @@ def test_runs_as_a_non_root_user(dockerfile: tuple[str, list[tuple[str, str]]]) 
     assert f"--uid {uid}" in created
 
 
-def test_installs_only_the_edge_extra_and_no_tensorflow(
+def test_installs_only_the_edge_layer_wheel_and_no_tensorflow(
     dockerfile: tuple[str, list[tuple[str, str]]],
 ) -> None:
     platform, steps = dockerfile
@@ -116,10 +116,14 @@ def test_installs_only_the_edge_extra_and_no_tensorflow(
     assert "--require-hashes" in installs[0] and "requirements-build.txt" in installs[0]
     assert "--require-hashes" in installs[1] and "requirements-edge.txt" in installs[1]
     assert "--no-build-isolation" in installs[1]
+    # The package itself only as the ppe-edge wheel of the edge layer, built in the same RUN
+    # (testing/unit/edge/test_edge_package.py proves what that wheel holds).
     assert re.search(
-        r"""pip install --no-deps --no-build-isolation ["']?\.\[edge\]["']?\s*$""",
+        r"pip install --no-deps --no-index dist/ppe_edge-\*-py3-none-any\.whl\s*$",
         installs[2].strip(),
     )
+    build = next(args for keyword, args in steps if keyword == "RUN" and "ppe_edge-" in args)
+    assert "from ppe.iotedge.package import build_edge_wheel" in build
     assert "pip check" in text
 
 
