@@ -79,9 +79,17 @@ def test_base_image_is_slim_python_3_11_pinned_by_version(
         defaults = [args.split("=", 1)[1] for keyword, args in steps if keyword == "ARG"]
         images = [next(value for value in defaults if "python:" in value)]
     prefix = "arm64v8/" if platform == "arm64v8" else ""
-    match = re.fullmatch(rf"{re.escape(prefix)}python:(3\.11\.\d+)-slim(-\w+)?", images[0])
+    match = re.fullmatch(
+        rf"{re.escape(prefix)}python:(3\.11\.\d+)-slim(-\w+)?(?P<digest>@sha256:[0-9a-f]{{64}})?",
+        images[0],
+    )
     assert match, f"Dockerfile.{platform}: FROM {images[0]} is not a pinned 3.11 slim tag"
     assert "latest" not in images[0]
+    # The official multi-platform index is pinned by digest (the one this repository could find);
+    # a digest in a FROM is what `docker build` verifies the pulled index against:
+    # https://docs.docker.com/reference/dockerfile/#from
+    if platform == "amd64":
+        assert match["digest"], "Dockerfile.amd64: pin the default base image by digest"
 
 
 def test_runs_as_a_non_root_user(dockerfile: tuple[str, list[tuple[str, str]]]) -> None:
@@ -161,8 +169,17 @@ def test_locked_requirements_match_uv_lock() -> None:
 def test_both_platforms_have_the_same_steps() -> None:
     amd64 = instructions(DOCKER_DIR / "Dockerfile.amd64")
     arm64 = instructions(DOCKER_DIR / "Dockerfile.arm64v8")
-    normalised = [(keyword, args.replace("arm64v8/python:", "python:")) for keyword, args in arm64]
-    assert normalised == amd64
+
+    def normalised(steps: Steps) -> Steps:  # the base image's repository and digest aside
+        return [
+            (
+                keyword,
+                re.sub(r"@sha256:[0-9a-f]{64}", "", args.replace("arm64v8/python:", "python:")),
+            )
+            for keyword, args in steps
+        ]
+
+    assert normalised(arm64) == normalised(amd64)
 
 
 def env_values(steps: Steps) -> dict[str, str]:
