@@ -162,7 +162,9 @@ def options_from_env(environ: Mapping[str, str]) -> ModuleOptions:
             token = Path(token_file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(
-                f"SCORE_TOKEN_FILE={token_file}: cannot be read ({error}); mount the secret there"
+                f"SCORE_TOKEN_FILE={token_file}: cannot be read ({error}); mount the secret there "
+                "(the deployment manifest binds the device's PPE_HOST_SECRETS_DIR read-only at "
+                "its folder: put the token there, readable by uid 10001)"
             ) from error
     if token is not None and len(token) < 16:
         raise ConfigError("SCORE_TOKEN is shorter than 16 characters; use a long random token")

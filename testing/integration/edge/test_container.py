@@ -306,7 +306,9 @@ def run_module(
     manifest = module_manifest(queue, secrets)
     port = free_port()
 
-    def start(queue: Path | None = None, queue_tmpfs: str | None = None) -> Container:
+    def start(
+        queue: Path | None = None, queue_tmpfs: str | None = None, secrets: Path | None = None
+    ) -> Container:
         name = f"ppe-test-{tmp_path.name[-20:]}-{len(started)}"
         container = Container(docker_env, name, port, manifest)
         docker(docker_env, "rm", "-f", container.name, check=False)
@@ -318,6 +320,10 @@ def run_module(
                 host["Binds"].append(f"{queue}:/app/queue")
             else:
                 host["Tmpfs"] = {"/app/queue": queue_tmpfs}
+        if secrets is not None:  # another host folder behind the manifest's secret bind
+            host["Binds"] = [
+                f"{secrets}:{b.split(':', 1)[1]}" if b.endswith(":ro") else b for b in host["Binds"]
+            ]
         # Test machine only: the daemon has no bridge (the agent uses the azure-iot-edge
         # network), so the module shares the host's loopback with the broker and the tests.
         host["NetworkMode"] = "host"
@@ -509,3 +515,20 @@ def test_a_root_owned_queue_folder_is_a_one_line_error(
     errors = [line for line in logs.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "QUEUE_DIR /app/queue" in errors[0]
     assert "install -d -o 10001" in errors[0]
+
+
+def test_a_missing_score_token_secret_is_a_one_line_error(
+    docker_env: dict[str, str], run_module: Any, tmp_path: Path
+) -> None:
+    # The device's secret folder exists (or Docker made it) but holds no token.
+    empty = tmp_path / "no-secrets"
+    empty.mkdir(mode=0o755)
+    container: Container = run_module(secrets=empty)
+    assert wait_for(lambda: not container.running(), 60)
+    code = docker(docker_env, "inspect", "-f", "{{.State.ExitCode}}", container.name)
+    logs = container.logs()
+    assert code != "0" and "Traceback" not in logs
+    errors = [line for line in logs.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, logs[-3000:]
+    assert "SCORE_TOKEN_FILE=/run/secrets/ppedetector/score-token" in errors[0]
+    assert "PPE_HOST_SECRETS_DIR" in errors[0]
