@@ -12,9 +12,12 @@ layer is the import-linter contract whose ``id`` is :data:`LAYER_CONTRACT_ID` in
 
 The distribution's name, version and requirements come from ``[project]`` (the core
 ``dependencies`` plus the ``edge`` extra), its one console script is ``ppe`` running
-:func:`ppe.cli.edge_module.main` (``ppe edge run`` / ``ppe edge serve``). The wheel is written
-here with the standard library (https://packaging.python.org/specifications/binary-distribution-format/,
-core metadata 2.1, entry points), byte-for-byte reproducible: sorted entries, fixed timestamps.
+:func:`ppe.cli.edge_module.main` (``ppe edge run`` / ``ppe edge serve``): it replaces the full
+``ppe`` distribution in an environment, never installs beside it (both own ``ppe/``).
+
+The wheel is written here with the standard library, byte-for-byte reproducible (sorted
+entries, fixed timestamps): core metadata 2.1, entry points and
+https://packaging.python.org/specifications/binary-distribution-format/.
 
 Standard library only: the image build runs it with ``src`` on ``sys.path`` before anything of
 the package is installed.
