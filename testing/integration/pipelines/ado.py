@@ -53,6 +53,7 @@ PREDEFINED_VARIABLES = frozenset(
         "Build.ArtifactStagingDirectory",
         "Build.BuildId",
         "Build.BuildNumber",
+        "Build.Repository.LocalPath",
         "Build.SourceBranch",
         "Build.SourcesDirectory",
         "Common.TestResultsDirectory",
