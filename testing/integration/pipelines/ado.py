@@ -83,8 +83,9 @@ _SHELL_OPERATORS = frozenset({"&&", "||", "|", ";", "(", ")", "&", ";;"})
 
 
 def yaml_files(root: Path) -> list[Path]:
-    """Every YAML file under the pipelines folder, sorted."""
-    return sorted(root.rglob("*.yml"))
+    """Every YAML file under the pipelines folder, sorted; ``examples/`` (other repositories'
+    pipelines, checked by consumer.py) left out."""
+    return sorted(p for p in root.rglob("*.yml") if "examples" not in p.relative_to(root).parts)
 
 
 def load(path: Path) -> Any:
@@ -518,6 +519,8 @@ class TerraformFacts:
     variable_group_keys: set[str]
     environments: set[str]
     pipelines: dict[str, str]  # build definition name -> yml_path
+    project: str = ""  # the Azure DevOps project
+    repository: str = ""  # the Azure Repos repository that holds this template
 
 
 def _load_hcl(path: Path) -> dict[str, Any]:
@@ -575,6 +578,8 @@ def terraform_facts(infrastructure: Path = INFRASTRUCTURE) -> TerraformFacts:
         variable_group_keys=set(evaluate(devops["pipeline_variables"])),
         environments=set(evaluate(devops["environments"]).values()),
         pipelines={p["name"]: p["yml_path"] for p in pipelines.values()},
+        project=evaluate(devops["project_name"]),
+        repository=evaluate(devops["repository_name"]),
     )
 
 
