@@ -400,8 +400,7 @@ variable "ado_product_pipelines" {
     name. Each is authorised for what those templates use, so its first run is not held on
     "Permit" prompts: the templates repository (its jobs check it out for the ppe tooling), the
     workload service connection and the variable group.
-    - `pipeline_id` (Required): the pipeline's definition ID (`az pipelines show --name <name>
-      --query id`).
+    - `pipeline_id` (Required): the pipeline's definition ID (`definitionId=` in its URL).
     - `deploys` (Required): also authorise it for the staging and production environments (its
       edge delivery pipeline).
   EOT
@@ -410,7 +409,7 @@ variable "ado_product_pipelines" {
 
   validation {
     condition     = alltrue([for pipeline in values(var.ado_product_pipelines) : pipeline.pipeline_id >= 1 && floor(pipeline.pipeline_id) == pipeline.pipeline_id])
-    error_message = "Each `ado_product_pipelines` entry must set `pipeline_id` to a pipeline definition ID, a whole number from 1 (az pipelines show --name <name> --query id)."
+    error_message = "Each `ado_product_pipelines` entry must set `pipeline_id` to a pipeline definition ID, a whole number from 1 (definitionId= in the pipeline's URL)."
   }
 }
 

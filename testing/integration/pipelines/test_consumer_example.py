@@ -14,6 +14,7 @@ file it names must work there.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -334,3 +335,52 @@ def test_the_renderer_refuses_what_it_does_not_implement(tmp_path: Path) -> None
     )
     with pytest.raises(RenderError, match=r"format\(\) is not implemented"):
         render_consumer(consumer, REPO_ROOT, CONSUMER_PIPELINES[0])
+
+
+# ------------------------------------------------------------------------------------------------
+# The README's walk-through
+# ------------------------------------------------------------------------------------------------
+
+
+def _reuse_section() -> str:
+    text = (PIPELINES / "README.md").read_text(encoding="utf-8")
+    heading = "## Reusing the templates from another repository\n"
+    assert heading in text
+    return text.split(heading, 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_walk_through_matches_the_example(
+    terraform: TerraformFacts, ppe_parser: argparse.ArgumentParser
+) -> None:
+    section = " ".join(_reuse_section().split())  # wrapped lines joined
+    # The resource name a user keeps is the one Terraform creates, as the example writes it.
+    repository = f"{terraform.project}/{terraform.repository}"
+    assert f"`{repository}`" in section
+    for pipeline in CONSUMER_PIPELINES:
+        assert (
+            repository_resources(load(CONSUMER / pipeline))["ppe_templates"]["name"] == repository
+        )
+        assert f"`{pipeline}`" in section
+    # Every file of the example is named; the training pipeline's name is the edge trigger's.
+    for name in ("config/ppe.yaml", "data/calibration/", "pipelines/variables/product.yml"):
+        assert name in section, name
+    edge = load(CONSUMER / "pipelines" / "edge_delivery.yml")
+    assert f"`{edge['resources']['pipelines'][0]['source']}`" in section
+    # The data upload it tells a user to run parses, with the example's data asset name.
+    upload = re.search(r"`ppe (aml data upload [^`]+)`", section)
+    assert upload is not None
+    arguments = ppe_parser.parse_args(upload.group(1).split())
+    product = load(CONSUMER / "pipelines" / "variables" / "product.yml")["variables"]
+    assert {"name": "productDataAsset", "value": arguments.name} in product
+    # The authorisation step names the Terraform variable and its fields.
+    variables = (REPO_ROOT / "infrastructure" / "variables.tf").read_text(encoding="utf-8")
+    assert 'variable "ado_product_pipelines"' in variables
+    assert "`ado_product_pipelines`" in section
+    assert "pipeline_id =" in section and "deploys =" in section
+    # The documents the choice rests on are cited.
+    for url in (
+        "https://learn.microsoft.com/azure/devops/pipelines/process/templates#use-other-repositories",
+        "https://learn.microsoft.com/azure/devops/pipelines/repos/multi-repo-checkout",
+        "https://learn.microsoft.com/azure/devops/pipelines/security/secure-access-to-repos",
+    ):
+        assert url in section, url
