@@ -399,9 +399,14 @@ def cli_errors(root: Path, parser: argparse.ArgumentParser) -> list[str]:
 
 
 def _variables_defined(
-    document: Any, source: Path, root: Path, groups: dict[str, set[str]]
+    document: Any,
+    source: Path,
+    root: Path,
+    groups: dict[str, set[str]],
+    aliases: dict[str, Path] | None = None,
 ) -> set[str]:
-    """Variables a document defines itself or through the variables templates/groups it names."""
+    """Variables a document defines itself or through the variables templates/groups it names
+    (``x.yml@alias`` read from ``aliases[alias]``, the root of that repository)."""
     defined: set[str] = set()
     for node_path, node in walk(document):
         if not node_path or node_path[-1] != "variables":
@@ -415,21 +420,33 @@ def _variables_defined(
                 defined.add(str(item["name"]))
             if "group" in item:
                 defined.update(groups.get(str(item["group"]), set()))
-            if isinstance(item.get("template"), str) and "@" not in item["template"]:
+            template = item.get("template")
+            if isinstance(template, str) and "@" in template:
+                path, _, alias = template.partition("@")
+                included = (aliases or {}).get(alias, Path("/nonexistent")) / path.lstrip("/")
+                if included.is_file():
+                    defined.update(
+                        _variables_defined(load(included), included, root, groups, aliases)
+                    )
+            elif isinstance(template, str):
                 targets = candidate_targets(
-                    Reference(source, "", item["template"]), declared_parameters(document)
+                    Reference(source, "", template), declared_parameters(document)
                 )
                 for target in targets if isinstance(targets, list) else []:
                     included = _resolve(source, target, root)
                     if included.is_file():
-                        defined.update(_variables_defined(load(included), included, root, groups))
+                        defined.update(
+                            _variables_defined(load(included), included, root, groups, aliases)
+                        )
     # Output variables written with `##vso[task.setvariable variable=x]` in this file.
     text = yaml.safe_dump(document)
     defined.update(re.findall(r"task\.setvariable variable=([A-Za-z_][A-Za-z0-9_.]*)", text))
     return defined
 
 
-def variable_errors(root: Path, groups: dict[str, set[str]]) -> list[str]:
+def variable_errors(
+    root: Path, groups: dict[str, set[str]], aliases: dict[str, Path] | None = None
+) -> list[str]:
     """Every ``$(name)`` macro that its file cannot see.
 
     A file sees the predefined variables, the variables it defines (``variables:`` blocks, the
@@ -439,7 +456,7 @@ def variable_errors(root: Path, groups: dict[str, set[str]]) -> list[str]:
     errors = []
     for path in yaml_files(root):
         document = load(path)
-        visible = PREDEFINED_VARIABLES | _variables_defined(document, path, root, groups)
+        visible = PREDEFINED_VARIABLES | _variables_defined(document, path, root, groups, aliases)
         for node_path, node in walk(document):
             if not isinstance(node, str):
                 continue

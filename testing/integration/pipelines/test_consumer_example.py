@@ -26,7 +26,15 @@ from typing import Any
 
 import pytest
 
-from .ado import PIPELINES, REPO_ROOT, TerraformFacts, environments_used, load
+from .ado import (
+    PIPELINES,
+    REPO_ROOT,
+    TerraformFacts,
+    environments_used,
+    forbidden_pattern_errors,
+    load,
+    variable_errors,
+)
 from .ado import service_connections_used as connections_used
 from .consumer import (
     CONSUMER,
@@ -237,6 +245,23 @@ def test_the_consumer_uses_the_names_terraform_creates(terraform: TerraformFacts
     edge = load(CONSUMER / "pipelines" / "edge_delivery.yml")
     assert set(edge["extends"]["parameters"]["environments"].values()) <= terraform.environments
     assert not environments_used(CONSUMER)  # named only through the typed parameter above
+
+
+def test_every_consumer_variable_is_defined_and_no_forbidden_pattern(
+    tmp_path: Path, groups: dict[str, set[str]]
+) -> None:
+    # The consumer's $(macros) come from its own variables file and, through the templates
+    # repository's variables template, the platform's group and pinned versions.
+    aliases = {"ppe_templates": REPO_ROOT}
+    assert variable_errors(CONSUMER, groups, aliases) == []
+    assert forbidden_pattern_errors(CONSUMER) == []
+    copy = tmp_path / "consumer"
+    shutil.copytree(CONSUMER, copy)
+    training = copy / "pipelines" / "training.yml"
+    text = training.read_text(encoding="utf-8")
+    training.write_text(text.replace("$(productExperiment)", "$(experiment)"), "utf-8")
+    errors = variable_errors(copy, groups, aliases)
+    assert any("$(experiment) is not defined" in e for e in errors), errors
 
 
 def test_the_consumer_config_is_a_valid_ppe_config() -> None:
