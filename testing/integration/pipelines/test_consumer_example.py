@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from .ado import (
     PIPELINES,
@@ -312,6 +313,42 @@ def test_every_consumer_script_works_in_the_product_workspace(
     assert [(argv, e) for argv, e in zip(argvs, errors, strict=True) if e] == []
     # No step refers to a file the product workspace lacks.
     assert path_errors(steps) == []
+
+
+def test_the_product_builds_its_azure_ml_job_from_its_own_checkout(
+    agent: Agent, groups: dict[str, set[str]]
+) -> None:
+    # The first script of the training job, run as rendered in the product's workspace with the
+    # installed ppe (azure-ai-ml builds and validates the job offline; nothing is submitted).
+    steps = _all_steps(agent, groups)
+    build = next(s for s in steps if s.display_name == "Build the Azure ML pipeline job")
+    environment = {
+        **os.environ,
+        **build.env,
+        "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
+        "PATH": agent.path,
+    }
+    completed = subprocess.run(
+        ["bash", "-c", build.script],
+        cwd=build.working_directory,
+        env={k: v for k, v in environment.items() if not k.startswith("VIRTUAL_ENV")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    job_file = Path(re.search(r'--out "?([^"\s]+)', build.script).group(1))  # type: ignore[union-attr]
+    job = yaml.safe_load(job_file.read_text(encoding="utf-8"))
+    product = {
+        v["name"]: v["value"]
+        for v in load(CONSUMER / "pipelines" / "variables" / "product.yml")["variables"]
+    }
+    assert job["experiment_name"] == product["productExperiment"]
+    assert job["inputs"]["data"]["path"] == f"azureml:{product['productDataAsset']}@latest"
+    # The product's config travels in the job's code snapshot.
+    snapshot = yaml.safe_load((job_file.parent / "code" / "config.yaml").read_text("utf-8"))
+    assert snapshot["name"] == "site-a"
 
 
 def test_a_template_reading_this_repositorys_layout_is_caught(
