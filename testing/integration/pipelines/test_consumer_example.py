@@ -387,6 +387,28 @@ def test_a_product_path_the_product_lacks_and_a_bad_ppe_option_are_caught(
     assert any(e and "--data-asset" in e for e in parse), parse
 
 
+def test_the_rollouts_run_in_the_products_azure_devops_environments(tmp_path: Path) -> None:
+    consumer = tmp_path / "consumer"
+    shutil.copytree(CONSUMER, consumer)
+    edge = consumer / "pipelines" / "edge_delivery.yml"
+    text = edge.read_text(encoding="utf-8")
+    old = "      staging: staging\n      production: production\n"
+    assert old in text
+    edge.write_text(
+        text.replace(old, "      staging: site-a-staging\n      production: site-a-live\n"), "utf-8"
+    )
+    rendered = render_consumer(consumer, REPO_ROOT, CONSUMER_PIPELINES[1])
+    deployments = {
+        job.stage["stage"]: job.job["environment"]
+        for job in jobs(rendered)
+        if "deployment" in job.job
+    }
+    assert deployments == {"deploy_staging": "site-a-staging", "deploy_production": "site-a-live"}
+    # The devices' rollout (target condition, priority) stays the environment's own.
+    variables = {job.stage["stage"]: job.variables() for job in jobs(rendered)}
+    assert variables["deploy_staging"]["edgeTargetCondition"] == "tags.environment='staging'"
+
+
 def test_the_renderer_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
     consumer = tmp_path / "consumer"
     shutil.copytree(CONSUMER, consumer)
