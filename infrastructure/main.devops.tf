@@ -10,6 +10,7 @@ module "devops" {
   pipelines               = local.pipelines
   environments            = local.ado_environments
   production_approver_ids = var.ado_production_approver_ids
+  product_pipelines       = var.ado_product_pipelines
 
   branch_policy = {
     enabled             = var.ado_branch_policies_enabled

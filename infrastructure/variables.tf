@@ -389,6 +389,30 @@ variable "ado_production_approver_ids" {
   }
 }
 
+variable "ado_product_pipelines" {
+  type = map(object({
+    pipeline_id = number
+    deploys     = bool
+  }))
+  description = <<-EOT
+    Pipelines of product repositories in this project that reuse ado_pipelines/templates/ (see
+    ado_pipelines/README.md, "Reusing the templates from another repository"), keyed by a stable
+    name. Each is authorised for what those templates use, so its first run is not held on
+    "Permit" prompts: the templates repository (its jobs check it out for the ppe tooling), the
+    workload service connection and the variable group.
+    - `pipeline_id` (Required): the pipeline's definition ID (`definitionId=` in its URL).
+    - `deploys` (Required): also authorise it for the staging and production environments (its
+      edge delivery pipeline).
+  EOT
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for pipeline in values(var.ado_product_pipelines) : pipeline.pipeline_id >= 1 && floor(pipeline.pipeline_id) == pipeline.pipeline_id])
+    error_message = "Each `ado_product_pipelines` entry must set `pipeline_id` to a pipeline definition ID, a whole number from 1 (definitionId= in the pipeline's URL)."
+  }
+}
+
 variable "ado_branch_policies_enabled" {
   type        = bool
   description = "Protect the default branch: pull requests with reviewers (`ado_minimum_reviewers`) and validation builds (CI, and the IaC plan for infrastructure/ changes). A protected branch refuses direct pushes, the first push included: leave this false for the first apply, push, then set it to true and apply again."

@@ -14,6 +14,13 @@ locals {
       "${pipeline_key}.${environment_key}" => { pipeline = pipeline_key, environment = environment_key }
     }
   ]...)
+  # The same for the product pipelines that deploy (reused templates).
+  product_environment_authorisations = merge([
+    for pipeline_key, pipeline in var.product_pipelines : {
+      for environment_key, environment_name in var.environments :
+      "${pipeline_key}.${environment_key}" => { pipeline_id = pipeline.pipeline_id, environment = environment_key }
+    } if pipeline.deploys
+  ]...)
 }
 
 resource "azuredevops_project" "this" {
@@ -217,4 +224,52 @@ resource "azuredevops_pipeline_authorization" "environment" {
   resource_id = azuredevops_environment.this[each.value.environment].id
   type        = "environment"
   pipeline_id = azuredevops_build_definition.this[each.value.pipeline].id
+}
+
+# ---------------------------------------------------------------------------------------------
+# Product pipelines that reuse the templates (ado_pipelines/README.md, "Reusing the templates
+# from another repository"). Their jobs check this repository out beside their own for the ppe
+# tooling (ado_pipelines/templates/steps/ppe_tooling.yml). With "Protect access to repositories in
+# YAML pipelines" on (the default for new projects), a pipeline must be permitted each repository
+# it checks out or names as a resource
+# (https://learn.microsoft.com/azure/devops/pipelines/security/secure-access-to-repos), and each
+# service connection, variable group and environment it uses: authorised here per pipeline, for
+# exactly those. Checkout only reads: the project's build identity already has Read on the
+# repositories of its project.
+# ---------------------------------------------------------------------------------------------
+
+resource "azuredevops_pipeline_authorization" "product_template_repository" {
+  for_each = var.product_pipelines
+
+  project_id  = azuredevops_project.this.id
+  resource_id = azuredevops_git_repository.this.id
+  type        = "repository"
+  pipeline_id = each.value.pipeline_id
+}
+
+resource "azuredevops_pipeline_authorization" "product_service_connection" {
+  for_each = var.product_pipelines
+
+  project_id  = azuredevops_project.this.id
+  resource_id = azuredevops_serviceendpoint_azurerm.this.id
+  type        = "endpoint"
+  pipeline_id = each.value.pipeline_id
+}
+
+resource "azuredevops_pipeline_authorization" "product_variable_group" {
+  for_each = var.product_pipelines
+
+  project_id  = azuredevops_project.this.id
+  resource_id = azuredevops_variable_group.this.id
+  type        = "variablegroup"
+  pipeline_id = each.value.pipeline_id
+}
+
+resource "azuredevops_pipeline_authorization" "product_environment" {
+  for_each = local.product_environment_authorisations
+
+  project_id  = azuredevops_project.this.id
+  resource_id = azuredevops_environment.this[each.value.environment].id
+  type        = "environment"
+  pipeline_id = each.value.pipeline_id
 }

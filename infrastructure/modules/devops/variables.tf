@@ -105,3 +105,19 @@ variable "production_approver_ids" {
   description = "User or group IDs that approve production deployments."
   nullable    = false
 }
+
+variable "product_pipelines" {
+  type = map(object({
+    pipeline_id = number
+    deploys     = bool
+  }))
+  description = <<-EOT
+    Pipelines of product repositories in this project that reuse the templates, keyed by a stable
+    name; each is authorised for the templates repository, the service connection and the
+    variable group:
+    - `pipeline_id` (Required): the pipeline's definition ID.
+    - `deploys` (Required): also authorise it for the environments.
+  EOT
+  default     = {}
+  nullable    = false
+}

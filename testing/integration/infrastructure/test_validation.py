@@ -81,6 +81,10 @@ CASES: dict[tuple[str, str], tuple[list[Any], list[Any]]] = {
     ("", "ado_default_branch"): (["refs/heads/main", "refs/heads/release/1.0"], ["main", ""]),
     ("", "ado_production_approver_ids"): ([[GUID]], [[], ["someone@contoso.com"]]),
     ("", "ado_minimum_reviewers"): ([0, 1, 10], [-1, 11, 1.5]),
+    ("", "ado_product_pipelines"): (
+        [{"site_a_training": {"pipeline_id": 12, "deploys": False}}],
+        [{"x": {"pipeline_id": 0, "deploys": True}}, {"x": {"pipeline_id": 1.5, "deploys": False}}],
+    ),
     ("", "edge_deployments_to_keep"): ([0, 3, 23], [-1, 24, 1.5]),
     ("bootstrap", "subscription_id"): ([GUID], ["sub", ""]),
     ("bootstrap", "location"): (["westeurope"], ["West Europe"]),

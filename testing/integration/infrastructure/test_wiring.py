@@ -214,7 +214,16 @@ def test_pipelines_are_authorised_for_what_they_use_only(blocks: list[Block]) ->
     authorisations = {
         b.labels[1]: b.body for b in _resources(blocks, "azuredevops_pipeline_authorization")
     }
-    assert set(authorisations) == {"service_connection", "variable_group", "environment"}
+    assert set(authorisations) == {
+        "service_connection",
+        "variable_group",
+        "environment",
+        # Product pipelines that reuse the templates (test_product_pipeline_authorisations).
+        "product_template_repository",
+        "product_service_connection",
+        "product_variable_group",
+        "product_environment",
+    }
     for body in authorisations.values():
         assert "pipeline_id" in body, "authorise per pipeline, never all pipelines"
     assert (

@@ -53,6 +53,7 @@ PREDEFINED_VARIABLES = frozenset(
         "Build.ArtifactStagingDirectory",
         "Build.BuildId",
         "Build.BuildNumber",
+        "Build.Repository.LocalPath",
         "Build.SourceBranch",
         "Build.SourcesDirectory",
         "Common.TestResultsDirectory",
@@ -82,8 +83,9 @@ _SHELL_OPERATORS = frozenset({"&&", "||", "|", ";", "(", ")", "&", ";;"})
 
 
 def yaml_files(root: Path) -> list[Path]:
-    """Every YAML file under the pipelines folder, sorted."""
-    return sorted(root.rglob("*.yml"))
+    """Every YAML file under the pipelines folder, sorted; ``examples/`` (other repositories'
+    pipelines, checked by consumer.py) left out."""
+    return sorted(p for p in root.rglob("*.yml") if "examples" not in p.relative_to(root).parts)
 
 
 def load(path: Path) -> Any:
@@ -397,9 +399,14 @@ def cli_errors(root: Path, parser: argparse.ArgumentParser) -> list[str]:
 
 
 def _variables_defined(
-    document: Any, source: Path, root: Path, groups: dict[str, set[str]]
+    document: Any,
+    source: Path,
+    root: Path,
+    groups: dict[str, set[str]],
+    aliases: dict[str, Path] | None = None,
 ) -> set[str]:
-    """Variables a document defines itself or through the variables templates/groups it names."""
+    """Variables a document defines itself or through the variables templates/groups it names
+    (``x.yml@alias`` read from ``aliases[alias]``, the root of that repository)."""
     defined: set[str] = set()
     for node_path, node in walk(document):
         if not node_path or node_path[-1] != "variables":
@@ -413,21 +420,33 @@ def _variables_defined(
                 defined.add(str(item["name"]))
             if "group" in item:
                 defined.update(groups.get(str(item["group"]), set()))
-            if isinstance(item.get("template"), str) and "@" not in item["template"]:
+            template = item.get("template")
+            if isinstance(template, str) and "@" in template:
+                path, _, alias = template.partition("@")
+                included = (aliases or {}).get(alias, Path("/nonexistent")) / path.lstrip("/")
+                if included.is_file():
+                    defined.update(
+                        _variables_defined(load(included), included, root, groups, aliases)
+                    )
+            elif isinstance(template, str):
                 targets = candidate_targets(
-                    Reference(source, "", item["template"]), declared_parameters(document)
+                    Reference(source, "", template), declared_parameters(document)
                 )
                 for target in targets if isinstance(targets, list) else []:
                     included = _resolve(source, target, root)
                     if included.is_file():
-                        defined.update(_variables_defined(load(included), included, root, groups))
+                        defined.update(
+                            _variables_defined(load(included), included, root, groups, aliases)
+                        )
     # Output variables written with `##vso[task.setvariable variable=x]` in this file.
     text = yaml.safe_dump(document)
     defined.update(re.findall(r"task\.setvariable variable=([A-Za-z_][A-Za-z0-9_.]*)", text))
     return defined
 
 
-def variable_errors(root: Path, groups: dict[str, set[str]]) -> list[str]:
+def variable_errors(
+    root: Path, groups: dict[str, set[str]], aliases: dict[str, Path] | None = None
+) -> list[str]:
     """Every ``$(name)`` macro that its file cannot see.
 
     A file sees the predefined variables, the variables it defines (``variables:`` blocks, the
@@ -437,7 +456,7 @@ def variable_errors(root: Path, groups: dict[str, set[str]]) -> list[str]:
     errors = []
     for path in yaml_files(root):
         document = load(path)
-        visible = PREDEFINED_VARIABLES | _variables_defined(document, path, root, groups)
+        visible = PREDEFINED_VARIABLES | _variables_defined(document, path, root, groups, aliases)
         for node_path, node in walk(document):
             if not isinstance(node, str):
                 continue
@@ -517,6 +536,8 @@ class TerraformFacts:
     variable_group_keys: set[str]
     environments: set[str]
     pipelines: dict[str, str]  # build definition name -> yml_path
+    project: str = ""  # the Azure DevOps project
+    repository: str = ""  # the Azure Repos repository that holds this template
 
 
 def _load_hcl(path: Path) -> dict[str, Any]:
@@ -574,6 +595,8 @@ def terraform_facts(infrastructure: Path = INFRASTRUCTURE) -> TerraformFacts:
         variable_group_keys=set(evaluate(devops["pipeline_variables"])),
         environments=set(evaluate(devops["environments"]).values()),
         pipelines={p["name"]: p["yml_path"] for p in pipelines.values()},
+        project=evaluate(devops["project_name"]),
+        repository=evaluate(devops["repository_name"]),
     )
 
 

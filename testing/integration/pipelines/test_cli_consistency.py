@@ -54,3 +54,15 @@ def test_a_missing_required_option_is_caught(ppe_parser: argparse.ArgumentParser
     problem = cli_error(ppe_parser, ("edge", "manifest", "--platform", "amd64", "--tag", "1"))
     assert problem is not None
     assert "required" in problem
+
+
+def test_the_training_pipeline_passes_the_cli_defaults(ppe_parser: argparse.ArgumentParser) -> None:
+    # The reusable stage template requires the experiment and the data asset (a product names its
+    # own); this repository's pipeline passes the command line's defaults, written twice, so held
+    # equal here.
+    from .ado import load
+
+    arguments = load(PIPELINES / "model_training_pipeline.yml")["extends"]["parameters"]
+    defaults = ppe_parser.parse_args(["aml", "build"])
+    assert arguments["experiment"] == defaults.experiment
+    assert arguments["dataAssetName"] == defaults.data_name

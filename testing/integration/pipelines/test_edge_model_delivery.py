@@ -56,8 +56,11 @@ def test_the_export_is_staged_in_the_build_context_before_the_images_are_built()
     assert exported[0] < published[0] < staged[0] < min(builds)
     assert steps[published[0]]["publish"] == export_out
     script = steps[staged[0]]["script"]
-    assert script == f'bash environments/docker/stage_model.sh "{export_out}"'
+    # stage_model.sh and the build context are the templates repository's (ppe_tooling.yml puts
+    # it at $(ppeTooling): this repository here, the pinned checkout in a consumer's job).
+    assert script == f'bash "$(ppeTooling)/environments/docker/stage_model.sh" "{export_out}"'
     assert (REPO_ROOT / "environments" / "docker" / "stage_model.sh").is_file()
+    assert all(steps[i]["parameters"]["buildContext"] == "$(ppeTooling)" for i in builds)
     # The build step checks <dockerfileFolder>/model, which is where stage_model.sh (kept next
     # to the Dockerfiles) writes.
     folder = next(p for p in load(IMAGE_BUILD)["parameters"] if p["name"] == "dockerfileFolder")
