@@ -194,19 +194,23 @@ def stack() -> Stack:
     wanted = ("edge_registry_password_rotation",)
     output = next((b for b in blocks if b.kind == "output" and b.labels == wanted), None)
     conditions = output.body.get("precondition", []) if output else []
+    # One parser run for every expression (each run starts the WASM parser).
+    trees = _trees(
+        {
+            "root": root_locals,
+            "argument": arguments,
+            "module": module_locals,
+            "precondition": {str(i): c["condition"] for i, c in enumerate(conditions)},
+        }
+    )
     return Stack(
         root_defaults=_defaults(blocks, INFRASTRUCTURE),
-        root_locals=_trees(root_locals),
-        module_arguments=_trees(arguments),
+        root_locals=dict(trees.get("root", {})),
+        module_arguments=dict(trees.get("argument", {})),
         module_defaults=_defaults(blocks, EDGE),
-        module_locals=_trees(module_locals),
+        module_locals=dict(trees.get("module", {})),
         preconditions=[
-            (tree, c["error_message"])
-            for tree, c in zip(
-                _trees({str(i): c["condition"] for i, c in enumerate(conditions)}).values(),
-                conditions,
-                strict=True,
-            )
+            (trees["precondition"][str(i)], c["error_message"]) for i, c in enumerate(conditions)
         ],
         blocks=blocks,
     )
