@@ -114,7 +114,7 @@ locals {
     for pipeline, schedules in local.edge_password_schedules : pipeline => (
       length(schedules) != 1 ? null :
       lookup(schedules[0], "always", false) != true ? null :
-      !contains(lookup(lookup(schedules[0], "branches", {}), "include", []), trimprefix(var.ado_default_branch, "refs/heads/")) ? null :
+      !anytrue([for branch in lookup(lookup(schedules[0], "branches", {}), "include", []) : contains([var.ado_default_branch, trimprefix(var.ado_default_branch, "refs/heads/")], branch)]) ? null :
       can(regex("^[0-9]{1,2} [0-9]{1,2} \\* \\* \\*$", schedules[0].cron)) ? 1 :
       can(regex("^[0-9]{1,2} [0-9]{1,2} \\* \\* [0-6]$", schedules[0].cron)) ? 7 :
       can(regex("^[0-9]{1,2} [0-9]{1,2} ([1-9]|1[0-9]|2[0-8]) \\* \\*$", schedules[0].cron)) ? 31 : null
