@@ -85,3 +85,45 @@ locals {
   edge_rollout_platforms    = length(yamldecode(file("${path.module}/../ado_pipelines/edge_deployment_pipeline.yml")).extends.parameters.platforms)
   edge_peak_configurations  = local.edge_rollout_environments + 1 + local.edge_rollout_environments * local.edge_rollout_platforms * (local.edge_deployments_to_keep + 1)
 }
+
+# ---------------------------------------------------------------------------------------------
+# Registry password rotation (modules/edge/locals.tf): a new password every
+# edge_registry_password_rotation_days, alternately in two tokens, each valid for two periods.
+# Two pipeline schedules carry it, read here from the pipelines themselves: the IaC pipeline's
+# scheduled plan and apply creates the new password and points the key vault secret at it, and
+# the edge deployment pipeline's scheduled run re-reads the secret into a new deployment, because
+# edgeAgent pulls with the registryCredentials of its desired properties
+# (https://learn.microsoft.com/azure/iot-edge/module-composition). A schedule runs only when its
+# `always` is true if nothing was committed since its last run
+# (https://learn.microsoft.com/azure/devops/pipelines/yaml-schema/schedules-cron).
+# In the worst case the new password reaches the devices
+#   gap(iac) + allowance + gap(edge) + allowance
+# days after its generation starts, and the previous one expires one period after that start.
+# The precondition on output edge_registry_password_rotation keeps margin_days in between.
+# ---------------------------------------------------------------------------------------------
+
+locals {
+  edge_password_schedules = {
+    iac  = lookup(yamldecode(file("${path.module}/../ado_pipelines/iac_pipeline.yml")), "schedules", [])
+    edge = lookup(yamldecode(file("${path.module}/../ado_pipelines/edge_deployment_pipeline.yml")), "schedules", [])
+  }
+  # The longest time between two runs of each pipeline's single schedule, in days: daily
+  # ("m h * * *"), weekly ("m h * * d") or monthly on a day that every month has ("m h d * *",
+  # d <= 28); null for anything else, or for a schedule that could skip runs or another branch.
+  edge_password_schedule_gap_days = {
+    for pipeline, schedules in local.edge_password_schedules : pipeline => (
+      length(schedules) != 1 ? null :
+      lookup(schedules[0], "always", false) != true ? null :
+      !anytrue([for branch in lookup(lookup(schedules[0], "branches", {}), "include", []) : contains([var.ado_default_branch, trimprefix(var.ado_default_branch, "refs/heads/")], branch)]) ? null :
+      can(regex("^[0-9]{1,2} [0-9]{1,2} \\* \\* \\*$", schedules[0].cron)) ? 1 :
+      can(regex("^[0-9]{1,2} [0-9]{1,2} \\* \\* [0-6]$", schedules[0].cron)) ? 7 :
+      can(regex("^[0-9]{1,2} [0-9]{1,2} ([1-9]|1[0-9]|2[0-8]) \\* \\*$", schedules[0].cron)) ? 31 : null
+    )
+  }
+  edge_password_schedules_valid = alltrue([for gap in values(local.edge_password_schedule_gap_days) : gap != null])
+  # Days from the start of a generation until its password is on every device, at the latest.
+  edge_password_days_to_devices = local.edge_password_schedules_valid ? (
+    local.edge_password_schedule_gap_days.iac + local.edge_password_schedule_gap_days.edge
+    + 2 * var.edge_registry_rollout_allowance_days
+  ) : null
+}

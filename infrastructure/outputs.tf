@@ -121,6 +121,25 @@ output "edge_deployments_to_keep" {
   }
 }
 
+output "edge_registry_password_rotation" {
+  description = "How the edge registry password rotates: the period, the days until a new password is on every device at the latest, and the margin left before the previous one expires."
+  value = {
+    period_days          = var.edge_registry_password_rotation_days
+    days_to_devices      = local.edge_password_days_to_devices
+    margin_days          = local.edge_password_schedules_valid ? var.edge_registry_password_rotation_days - local.edge_password_days_to_devices : null
+    required_margin_days = var.edge_registry_password_margin_days
+  }
+
+  precondition {
+    condition     = local.edge_password_schedules_valid
+    error_message = "ado_pipelines/iac_pipeline.yml and ado_pipelines/edge_deployment_pipeline.yml must each have exactly one schedule with `always: true`, on the default branch (ado_default_branch), running daily (\"m h * * *\"), weekly (\"m h * * d\") or monthly (\"m h d * *\" with d <= 28): they apply and deploy the rotating edge registry password."
+  }
+  precondition {
+    condition     = local.edge_password_schedules_valid ? var.edge_registry_password_rotation_days >= local.edge_password_days_to_devices + var.edge_registry_password_margin_days : true
+    error_message = "edge_registry_password_rotation_days is too short for the pipelines' schedules: a new password can take (IaC schedule gap + edge schedule gap + 2 x edge_registry_rollout_allowance_days) days to reach the devices, and the previous one must stay valid edge_registry_password_margin_days longer. Lengthen the period, lower the allowance or margin, or schedule the pipelines more often."
+  }
+}
+
 output "alerts_function_app_name" {
   description = "Name of the alert consumer function app; deploy its code with environments/functions/alerts/package.sh and az functionapp deployment source config-zip."
   value       = module.alerts.function_app_name

@@ -311,12 +311,34 @@ variable "edge_image_repositories" {
 
 variable "edge_registry_password_rotation_days" {
   type        = number
-  description = "Lifetime of the edge registry token password in days (1 to 365); the next apply after it expires creates a new one and updates the key vault secret."
+  description = "Days between two generations of the edge devices' registry password (1 to 365). Two pull-only tokens take turns: each generation's password lives two periods, so the previous one stays valid while the scheduled edge deployment hands devices the new one. The plan fails when the period is too short for the pipelines' schedules (see edge_registry_rollout_allowance_days)."
   default     = 90
 
   validation {
     condition     = var.edge_registry_password_rotation_days >= 1 && var.edge_registry_password_rotation_days <= 365 && floor(var.edge_registry_password_rotation_days) == var.edge_registry_password_rotation_days
     error_message = "`edge_registry_password_rotation_days` must be a whole number from 1 to 365."
+  }
+}
+
+variable "edge_registry_rollout_allowance_days" {
+  type        = number
+  description = "Days a scheduled run of the IaC pipeline (the apply that rotates the password) or of the edge deployment pipeline (the redeployment that hands devices the new one) may take from its scheduled start to its end, approval waits included (1 to 30). Approve those runs within it."
+  default     = 7
+
+  validation {
+    condition     = var.edge_registry_rollout_allowance_days >= 1 && var.edge_registry_rollout_allowance_days <= 30 && floor(var.edge_registry_rollout_allowance_days) == var.edge_registry_rollout_allowance_days
+    error_message = "`edge_registry_rollout_allowance_days` must be a whole number from 1 to 30."
+  }
+}
+
+variable "edge_registry_password_margin_days" {
+  type        = number
+  description = "Days the password on the devices must still be valid, at the latest, when the next one has reached them (1 to 90): the safety margin of the rotation."
+  default     = 7
+
+  validation {
+    condition     = var.edge_registry_password_margin_days >= 1 && var.edge_registry_password_margin_days <= 90 && floor(var.edge_registry_password_margin_days) == var.edge_registry_password_margin_days
+    error_message = "`edge_registry_password_margin_days` must be a whole number from 1 to 90."
   }
 }
 

@@ -66,8 +66,10 @@ resource "azurerm_iothub_dps" "this" {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Pull-only registry token for the edge devices: its password goes into the key vault, where
-# the edge deployment pipeline reads it to fill the manifest's registryCredentials.
+# Pull-only registry tokens for the edge devices, two of them used alternately (locals.tf): the
+# current one's password goes into the key vault secret, with the token's name in the secret's
+# `acr-token` tag, where the edge deployment pipeline reads both to fill the manifest's
+# registryCredentials.
 # ---------------------------------------------------------------------------------------------
 
 resource "azurerm_container_registry_scope_map" "edge_pull" {
@@ -84,31 +86,32 @@ resource "azurerm_container_registry_scope_map" "edge_pull" {
 }
 
 resource "azurerm_container_registry_token" "edge_pull" {
-  name                    = var.registry_token_name
+  for_each = local.password_slots
+
+  name                    = "${var.registry_token_name}-${each.key}"
   container_registry_name = var.container_registry_name
   resource_group_name     = var.container_registry_resource_group_name
   scope_map_id            = azurerm_container_registry_scope_map.edge_pull.id
   enabled                 = true
 }
 
-resource "time_rotating" "edge_pull_password" {
-  rotation_days = var.password_rotation_days
-}
-
-
+# A new expiry replaces the resource: the slot's previous password (two generations old, no
+# longer on any device) is deleted and a new one generated. The other slot is untouched.
 resource "azurerm_container_registry_token_password" "edge_pull" {
-  container_registry_token_id = azurerm_container_registry_token.edge_pull.id
+  for_each = local.password_slots
+
+  container_registry_token_id = azurerm_container_registry_token.edge_pull[each.key].id
 
   password1 {
-    expiry = local.password_expiry
+    expiry = local.password_slot_expiry[each.key]
   }
 }
 
 resource "azurerm_key_vault_secret" "edge_pull_password" {
   name            = var.password_secret_name
   key_vault_id    = var.key_vault_id
-  value           = azurerm_container_registry_token_password.edge_pull.password1[0].value
-  content_type    = "text/plain; acr-token=${var.registry_token_name}"
-  expiration_date = local.password_expiry
-  tags            = var.tags
+  value           = azurerm_container_registry_token_password.edge_pull[local.password_current_slot].password1[0].value
+  content_type    = "text/plain"
+  expiration_date = local.password_slot_expiry[local.password_current_slot]
+  tags            = merge(var.tags, { "acr-token" = azurerm_container_registry_token.edge_pull[local.password_current_slot].name })
 }

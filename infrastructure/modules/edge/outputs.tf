@@ -24,8 +24,8 @@ output "dps_name" {
 }
 
 output "registry_token_name" {
-  description = "User name the edge devices log in to the registry with."
-  value       = azurerm_container_registry_token.edge_pull.name
+  description = "User name of the current generation's token (the key vault secret's `acr-token` tag); the next rotation switches to the other token."
+  value       = azurerm_container_registry_token.edge_pull[local.password_current_slot].name
 }
 
 output "registry_password_secret_name" {

@@ -6,9 +6,5 @@ terraform {
       source  = "hashicorp/azurerm"
       version = ">= 4.55.0, < 5.0.0"
     }
-    time = {
-      source  = "hashicorp/time"
-      version = ">= 0.13.0, < 1.0.0"
-    }
   }
 }

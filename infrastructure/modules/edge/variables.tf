@@ -60,7 +60,7 @@ variable "container_registry_resource_group_name" {
 
 variable "registry_token_name" {
   type        = string
-  description = "Name of the pull-only registry token the edge devices use."
+  description = "Name prefix of the two pull-only registry tokens the edge devices use alternately (`<prefix>-even`, `<prefix>-odd`) and of their scope map."
 }
 
 variable "image_repositories" {
@@ -71,8 +71,14 @@ variable "image_repositories" {
 
 variable "password_rotation_days" {
   type        = number
-  description = "Lifetime of the token password in days; the next apply after it lapses rotates it."
+  description = "Days between two generations of the devices' registry password; each password lives two of them (see locals.tf)."
   default     = 90
+  nullable    = false
+
+  validation {
+    condition     = var.password_rotation_days >= 1 && floor(var.password_rotation_days) == var.password_rotation_days
+    error_message = "`password_rotation_days` must be a whole number of days, at least 1."
+  }
 }
 
 variable "key_vault_id" {

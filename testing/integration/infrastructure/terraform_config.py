@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import contextvars
+import datetime as dt
 import gzip
 import ipaddress
 import json
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 INFRASTRUCTURE = REPO_ROOT / "infrastructure"
@@ -274,6 +277,96 @@ def _length(value: Any) -> int:
     return len(value)
 
 
+# What `plantimestamp()` returns while an expression is evaluated: tests set it to simulate a
+# plan at a given moment (`PLAN_TIMESTAMP.set(...)`); unset, the function is unsupported.
+PLAN_TIMESTAMP: contextvars.ContextVar[dt.datetime] = contextvars.ContextVar("PLAN_TIMESTAMP")
+
+
+def _rfc3339(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_rfc3339(text: Any) -> dt.datetime:
+    if not isinstance(text, str):
+        raise EvalError(f"expected an RFC 3339 timestamp, got {text!r}")
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise EvalError(f"not an RFC 3339 timestamp: {text!r}") from error
+    if parsed.tzinfo is None:
+        raise EvalError(f"RFC 3339 timestamp without an offset: {text!r}")
+    return parsed
+
+
+def _plantimestamp() -> str:
+    try:
+        return _rfc3339(PLAN_TIMESTAMP.get())
+    except LookupError as error:
+        raise UnsupportedExpressionError("plantimestamp() outside a simulated plan") from error
+
+
+_DURATION = re.compile(r"(-?\d+(?:\.\d+)?)(h|m|s)")
+
+
+def _timeadd(timestamp: Any, duration: Any) -> str:
+    """Terraform's timeadd with Go duration units h, m and s."""
+    if not isinstance(duration, str) or not re.fullmatch(rf"(?:{_DURATION.pattern})+", duration):
+        raise EvalError(f"timeadd: unsupported duration {duration!r}")
+    seconds = sum(
+        float(number) * {"h": 3600, "m": 60, "s": 1}[unit]
+        for number, unit in _DURATION.findall(duration)
+    )
+    return _rfc3339(_parse_rfc3339(timestamp) + dt.timedelta(seconds=seconds))
+
+
+_FORMATDATE = {"YYYY": "%Y", "MM": "%m", "DD": "%d", "hh": "%H", "mm": "%M", "ss": "%S"}
+
+
+def _formatdate(spec: Any, timestamp: Any) -> str:
+    """Terraform's formatdate for numeric specifiers (YYYY, MM, M, DD, D, hh, mm, ss)."""
+    moment = _parse_rfc3339(timestamp).astimezone(dt.UTC)
+    parts = re.findall(r"YYYY|MM|M|DD|D|hh|mm|ss|[^A-Za-z]+|[A-Za-z]+", str(spec))
+    text = ""
+    for part in parts:
+        if part in _FORMATDATE:
+            text += moment.strftime(_FORMATDATE[part])
+        elif part == "M":
+            text += str(moment.month)
+        elif part == "D":
+            text += str(moment.day)
+        elif part.isalpha():
+            raise UnsupportedExpressionError(f"formatdate specifier {part!r}")
+        else:
+            text += part
+    return text
+
+
+def _tonumber(value: Any) -> int | float:
+    if _is_number(value):
+        return value  # type: ignore[no-any-return]
+    try:
+        return int(value) if re.fullmatch(r"-?\d+", str(value)) else float(value)
+    except (TypeError, ValueError) as error:
+        raise EvalError(f"tonumber({value!r})") from error
+
+
+def _lookup(mapping: Any, key: Any, *default: Any) -> Any:
+    if not isinstance(mapping, dict):
+        raise EvalError(f"lookup: {mapping!r} is not a map")
+    if key in mapping:
+        return mapping[key]
+    if default:
+        return default[0]
+    raise EvalError(f"lookup: no key {key!r} and no default")
+
+
+def _file(path: Any) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise EvalError(f"file({path!r}): {error}") from error
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "regex": _regex,
     "cidrhost": _cidrhost,
@@ -287,6 +380,14 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "lower": lambda text: text.lower(),
     "startswith": lambda text, prefix: text.startswith(prefix),
     "endswith": lambda text, suffix: text.endswith(suffix),
+    "trimprefix": lambda text, prefix: text.removeprefix(prefix),
+    "lookup": _lookup,
+    "file": _file,
+    "yamldecode": lambda text: yaml.safe_load(text),
+    "timeadd": _timeadd,
+    "plantimestamp": _plantimestamp,
+    "formatdate": _formatdate,
+    "tonumber": _tonumber,
 }
 
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
@@ -390,7 +491,10 @@ def evaluate(ast: Mapping[str, Any], scope: Mapping[str, Any]) -> Any:
         parts = [evaluate(child, scope) for child in children]
         if len(parts) == 1:
             return parts[0]
-        return "".join(str(p) for p in parts)
+        # Terraform writes a whole number without a decimal point.
+        return "".join(
+            str(int(p)) if isinstance(p, float) and p.is_integer() else str(p) for p in parts
+        )
     if kind == "scopeTraversal":
         steps = meta["traversal"]
         root = steps[0]["segment"]
@@ -437,20 +541,32 @@ def evaluate(ast: Mapping[str, Any], scope: Mapping[str, Any]) -> Any:
             raise UnsupportedExpressionError(f"operator {operator}")
         return _BINARY[operator](left, right)
     if kind == "for":
-        if meta.get("keyExpression") or meta.get("conditionalExpression") or len(children) != 2:
-            raise UnsupportedExpressionError("only [for ... : value] list comprehensions")
+        with_key = bool(meta.get("keyExpression"))
+        if meta.get("conditionalExpression") or meta.get("groupedValue"):
+            raise UnsupportedExpressionError("for expressions with `if` or grouping")
+        if len(children) != (3 if with_key else 2):
+            raise UnsupportedExpressionError(f"for expression: {meta.get('value')}")
         collection = evaluate(children[0], scope)
         pairs = (
-            list(collection.items())
+            sorted(collection.items())
             if isinstance(collection, dict)
             else list(enumerate(collection))
         )
-        results = []
+        items: list[Any] = []
+        mapping: dict[str, Any] = {}
         for key, value in pairs:
             inner = dict(scope)
             inner[meta["valVar"]] = value
             if meta.get("keyVar"):
                 inner[meta["keyVar"]] = key
-            results.append(evaluate(children[1], inner))
-        return results
+            if with_key:
+                mapping[str(evaluate(children[1], inner))] = evaluate(children[2], inner)
+            else:
+                items.append(evaluate(children[1], inner))
+        return mapping if with_key else items
+    if kind == "" and len(children) == 1:
+        # Parentheses.
+        return evaluate(children[0], scope)
+    if kind == "object" and not children:
+        return {}
     raise UnsupportedExpressionError(f"expression type {kind!r}: {meta.get('value')}")

@@ -68,6 +68,8 @@ CASES: dict[tuple[str, str], tuple[list[Any], list[Any]]] = {
         [[], ["PPE"], ["edge/"], ["*"]],
     ),
     ("", "edge_registry_password_rotation_days"): ([1, 365], [0, 366, 2.5]),
+    ("", "edge_registry_rollout_allowance_days"): ([1, 30], [0, 31, 1.5]),
+    ("", "edge_registry_password_margin_days"): ([1, 90], [0, 91, 7.5]),
     ("", "ado_org_service_url"): (
         ["https://dev.azure.com/contoso", "https://dev.azure.com/contoso-ml/"],
         ["https://contoso.visualstudio.com", "http://dev.azure.com/contoso", "dev.azure.com/x"],

@@ -399,7 +399,12 @@ def test_every_taggable_azure_resource_gets_the_tags(
         if block.kind != "resource" or not block.labels[0].startswith("azurerm_"):
             continue
         taggable = "tags" in schemas["azurerm"]["resource"][block.labels[0]]
-        if taggable and block.body.get("tags") not in ("${local.tags}", "${var.tags}"):
+        tags = str(block.body.get("tags"))
+        # The common tags, alone or merged with tags of the resource's own.
+        common = tags in ("${local.tags}", "${var.tags}") or tags.startswith(
+            ("${merge(local.tags, {", "${merge(var.tags, {")
+        )
+        if taggable and not common:
             untagged.append(f"{block.file.name}: {block.address}")
     assert untagged == []
 
