@@ -52,7 +52,7 @@ class Result:
 sys.stdout.write(format_tsv(Result(result)))
 """
 
-# Stands in for `.venv/bin/ppe`: records the credentials the manifest would receive.
+# Stands in for `ppe`: records the credentials the manifest would receive.
 FAKE_PPE = """#!/bin/sh
 printf '%s\\n%s\\n' "$CONTAINER_REGISTRY_USERNAME" "$CONTAINER_REGISTRY_PASSWORD" > "$PPE_SAW"
 """
@@ -87,8 +87,9 @@ def _run(tmp_path: Path, document: dict[str, Any]) -> tuple[subprocess.Completed
     az.write_text(f'#!/bin/sh\nexec "{AZ_PYTHON}" "{tools / "fake_az.py"}" "$@"\n')
     az.chmod(0o755)
     work = tmp_path / "sources"
-    (work / ".venv" / "bin").mkdir(parents=True)
-    ppe = work / ".venv" / "bin" / "ppe"
+    work.mkdir()
+    # The templates' tooling step puts `ppe` first on PATH (steps/ppe_tooling.yml).
+    ppe = tools / "ppe"
     ppe.write_text(FAKE_PPE)
     ppe.chmod(0o755)
     secret = tmp_path / "secret.json"
