@@ -174,6 +174,11 @@ def test_readme_paths_exist() -> None:
         for token in re.findall(r"`([A-Za-z0-9_.-]+/[A-Za-z0-9_.-][A-Za-z0-9_./-]*)`", text)
         if token.split("/")[0] not in {"outputs", ".venv", ".tools", *run_folders}
     }
+    paths |= {
+        target.split("#")[0]
+        for target in re.findall(r"\]\(([^)\s]+)\)", text)
+        if not target.startswith(("http://", "https://", "#"))
+    }
     assert "infrastructure/examples/dev_low_cost" in paths
     missing = sorted(path for path in paths if not (REPO_ROOT / path).exists())
     assert missing == [], f"README.md points at paths that do not exist: {missing}"
