@@ -46,10 +46,12 @@ QUIET_LOGGERS = (
     "mlflow",
     "alembic",
     "numexpr",
+    # azure.ai.ml sets its own logger to INFO with a stderr handler when imported; this child's
+    # explicit level still holds then and silences its "This is an experimental class" notes.
+    "azure.ai.ml._utils._experimental",
 )
 # Warnings that libraries emit on every call with nothing for the reader to do.
 QUIET_WARNINGS = (
-    r".*experimental.*",  # azure-ai-ml's "This is an experimental class" notes
     r".*Protobuf gencode version.*",
     r".*`build\(\)` was called on layer.*",
     r".*Compiled the loaded model, but the compiled metrics.*",
