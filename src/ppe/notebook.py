@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,18 +84,17 @@ class StepOutcome:
         return f"{self.step}: {verb} ({self.reason}) -> {self.folder.name}/"
 
 
-def quiet(environ: dict[str, str] | None = None) -> None:
+def quiet(environ: MutableMapping[str, str] | None = None) -> None:
     """Notebook mode: WARNING-level logging, third-party progress lines and notes filtered out.
 
     Args:
         environ: the environment to set TensorFlow's and tqdm's switches in (default os.environ);
             it must be set before TensorFlow is imported to take effect.
     """
-    env = os.environ if environ is None else environ
+    env: MutableMapping[str, str] = os.environ if environ is None else environ
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # no oneDNN banner; numerics as documented
     env.setdefault("TQDM_DISABLE", "1")
-    env.setdefault("AZURE_CORE_ONLY_SHOW_ERRORS", "true")
+    env.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # mlflow resets its logger on import
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("ppe").setLevel(logging.WARNING)

@@ -6,6 +6,7 @@ parser, and the README's Terraform variable names exist.
 from __future__ import annotations
 
 import ast
+import logging
 import re
 import shlex
 from pathlib import Path
@@ -16,7 +17,15 @@ import pytest
 
 from ppe.cli import get_args_parser
 from ppe.config import load_config
-from ppe.notebook import SHOWCASE_PHOTOS, StepOutcome, find_root, reuse_or_run, section_hash
+from ppe.notebook import (
+    QUIET_LOGGERS,
+    SHOWCASE_PHOTOS,
+    StepOutcome,
+    find_root,
+    quiet,
+    reuse_or_run,
+    section_hash,
+)
 from ppe.run import graph
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -83,6 +92,28 @@ def test_the_data_record_follows_the_data_and_model_sections() -> None:
     assert section_hash(tour, "data", "model") != section_hash(
         load_config("tour", ["data.synth.seed=4"]), "data", "model"
     )
+
+
+def test_quiet_sets_the_switches_and_levels() -> None:
+    names = ("", "ppe", *QUIET_LOGGERS)
+    before = {name: logging.getLogger(name).level for name in names}
+    environ = {"TF_CPP_MIN_LOG_LEVEL": "1"}
+    try:
+        quiet(environ)
+        assert environ == {
+            "TF_CPP_MIN_LOG_LEVEL": "1",  # the user's own choice is kept
+            "TQDM_DISABLE": "1",
+            "MLFLOW_LOGGING_LEVEL": "WARNING",
+        }
+        assert not logging.getLogger("ppe.train").isEnabledFor(logging.INFO)
+        assert logging.getLogger("ppe.train").isEnabledFor(logging.WARNING)
+        # azure.ai.ml resets its own logger to INFO when imported; the child's level must hold.
+        logging.getLogger("azure.ai.ml").setLevel(logging.INFO)
+        experimental = logging.getLogger("azure.ai.ml._utils._experimental")
+        assert not experimental.isEnabledFor(logging.WARNING)
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def test_find_root_names_the_fix(tmp_path: Path) -> None:
