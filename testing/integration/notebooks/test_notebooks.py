@@ -36,8 +36,8 @@ ORDER = (
     "04_edge",
     "05_azure",
 )
-# The tour's training cell takes about 2 minutes alone, far longer on a busy agent.
-CELL_TIMEOUT_S = 900
+# The tour's training cell takes minutes alone, and far longer on a busy shared agent.
+CELL_TIMEOUT_S = 2700
 DEFAULT_PROFILE = "tour"
 # Lines a notebook may write to stderr: the notebook mode leaves warnings a reader should see,
 # and nothing else (TensorFlow's start-up lines, progress bars and INFO records are filtered).
