@@ -19,7 +19,7 @@ APT_PACKAGES := mosquitto chromium openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-python setup-node setup-system setup-tools demo test test-unit lint format bench clean
+.PHONY: help setup setup-python setup-node setup-system setup-tools demo notebooks-html test test-unit lint format bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -63,6 +63,10 @@ setup: setup-python setup-node setup-tools setup-system  ## Everything the tests
 
 demo: setup-python  ## Run the whole pipeline locally on the demo config
 	$(VENV)/bin/ppe pipeline run --config demo --out outputs/runs
+
+NOTEBOOK_PROFILE ?= tour
+notebooks-html: setup-python  ## Run the notebooks (NOTEBOOK_PROFILE=tour|demo|smoke) into outputs/notebooks-html/*.html
+	$(PY) notebooks/render_html.py --profile $(NOTEBOOK_PROFILE) --out outputs/notebooks-html
 
 test: setup  ## Run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
