@@ -115,11 +115,12 @@ def test_the_cli_names_the_file_and_the_fix(
 ) -> None:
     job = tmp_path / "job.yml"
     job.write_text("type: command\ncommand: echo hi\n")
-    out = tmp_path / "out"
-    assert main(["aml", "run-local", "--job", str(job), "--out", str(out)]) == 1
+    out, registry = tmp_path / "out", tmp_path / "registry"
+    argv = ["aml", "run-local", "--job", str(job), "--out", str(out), "--registry", str(registry)]
+    assert main(argv) == 1
     assert "not an Azure ML pipeline job" in caplog.text
     assert "ppe aml build --out FILE" in caplog.text
-    assert not out.exists()
+    assert not out.exists() and not registry.exists()
     assert main(["aml", "run-local", "--job", str(job), "--out", str(out), "--input", "x"]) == 1
     assert "write NAME=DIR" in caplog.text
 
