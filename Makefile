@@ -14,6 +14,10 @@ PY := $(VENV)/bin/python
 NODE_TOOLS := testing/tools
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Install compiled bytecode: where PYTHONDONTWRITEBYTECODE is set (CI images, containers, this
+# project's agents), Python otherwise compiles TensorFlow's and Keras' sources again in every new
+# process, about 10 s of CPU for each `ppe` command, notebook kernel and Azure ML node run.
+export UV_COMPILE_BYTECODE := 1
 # Debian packages the tests drive for real: an MQTT broker, a browser, and OpenSSL for test certificates.
 APT_PACKAGES := mosquitto chromium openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -28,11 +32,12 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
-$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+# (The stamps are named .installed since environments hold bytecode: older ones sync again.)
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --locked --all-extras
 	touch $@
 
-setup-python: $(VENV)/.synced  ## Python environment from uv.lock
+setup-python: $(VENV)/.installed  ## Python environment from uv.lock
 
 $(NODE_TOOLS)/node_modules/.installed: $(NODE_TOOLS)/package.json $(NODE_TOOLS)/package-lock.json
 	cd $(NODE_TOOLS) && npm ci --no-audit --no-fund --loglevel=error
@@ -44,12 +49,13 @@ setup-node: $(NODE_TOOLS)/node_modules/.installed  ## npm validators from packag
 # checkov's HCL fork shadows python-hcl2's `hcl2` import, its bc-detect-secrets fork overwrites
 # detect-secrets' package, and iotedgedev and azure-cli pin azure-cli-core / azure-core ranges
 # that conflict with azure-ai-ml's.
-.venv-%/.synced: $(NODE_TOOLS)/%/requirements.txt | $(UV)
+# (--reinstall: uv compiles bytecode only for what it installs.)
+.venv-%/.installed: $(NODE_TOOLS)/%/requirements.txt | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) .venv-$*
-	$(UV) pip install --quiet --python .venv-$*/bin/python --require-hashes -r $<
+	$(UV) pip install --quiet --reinstall --python .venv-$*/bin/python --require-hashes -r $<
 	touch $@
 
-TOOL_ENVS := $(patsubst $(NODE_TOOLS)/%/requirements.txt,.venv-%/.synced,$(wildcard $(NODE_TOOLS)/*/requirements.txt))
+TOOL_ENVS := $(patsubst $(NODE_TOOLS)/%/requirements.txt,.venv-%/.installed,$(wildcard $(NODE_TOOLS)/*/requirements.txt))
 setup-tools: $(TOOL_ENVS)  ## Separate environments for checkov, detect-secrets, iotedgedev, azure-cli, prometheus
 
 setup-system:  ## Debian packages the tests use (mosquitto, chromium, openssl)

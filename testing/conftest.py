@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,47 @@ def hardhat_voc() -> Path:
     """
     value = os.environ.get("PPE_HARDHAT_DATA")
     return Path(value) if value else FIXTURES / "hardhat_sample"
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    """The suite's one ``ppe pipeline run --config smoke``: its folders and its registry."""
+
+    root: Path
+    runs: Path
+    registry: Path
+    run_dir: Path
+
+    def pipeline_args(self, run_id: str) -> list[str]:
+        """``ppe pipeline run`` arguments for another run into the same runs folder and registry."""
+        return [
+            *("pipeline", "run", "--config", "smoke", "--out", str(self.runs)),
+            *("--set", f"registry.root={self.registry}", "--no-tracking", "--run-id", run_id),
+        ]
+
+
+#: Epochs of the shared smoke run: the training tests check three epochs' history and checkpoints.
+SMOKE_RUN_EPOCHS = 3
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
+    """``ppe pipeline run --config smoke`` (3 epochs) into a fresh registry, once per session.
+
+    The pipeline tests gate a second run against it, and the training tests read its ``data``
+    and ``train`` folders (the very ``ppe train`` the graph runs), so the suite trains the smoke
+    model once for both.
+    """
+    from testing.helpers import run_ppe
+
+    root = tmp_path_factory.mktemp("smoke-run")
+    runs = root / "runs"
+    run = SmokeRun(root=root, runs=runs, registry=root / "registry", run_dir=runs / "first")
+    result = run_ppe(
+        *run.pipeline_args("first"),
+        *("--set", f"train.epochs={SMOKE_RUN_EPOCHS}"),
+        cwd=root,
+        timeout=900,
+    )
+    assert "promoted to champion" in result.stderr, result.stderr[-4000:]
+    return run

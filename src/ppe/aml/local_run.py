@@ -217,11 +217,6 @@ def _prepare_code(node: Node, work: Path, registry_root: Path) -> None:
     """Copy the node's code snapshot and point its config at the local registry."""
     from ppe.config import load_config
 
-    if not node.code.is_dir():
-        raise RunLocalError(
-            f"node {node.name!r}: its code folder {node.code} does not exist; run-local needs the "
-            "code snapshot `ppe aml build --out` writes beside the job YAML"
-        )
     shutil.copytree(node.code, work)
     config_path = work / CONFIG_FILE
     if config_path.is_file():
@@ -288,40 +283,87 @@ def run_pipeline_job(
     base_env["AZUREML_ROOT_RUN_ID"] = run_id
     base_env["MLFLOW_TRACKING_URI"] = f"sqlite:///{out / 'mlflow.db'}"
     base_env.pop("TF_CONFIG", None)
-    produced: dict[str, dict[str, Path]] = {}
+    plans = _bind_nodes(nodes, order, bound, job_file)
+    produced = {
+        name: {key: out / "outputs" / name / key for key in nodes[name].outputs} for name in order
+    }
     (out / "logs").mkdir(parents=True)
     for name in order:
         node = nodes[name]
-        inputs: dict[str, Path] = {}
+        inputs = {
+            key: bound[source] if output is None else produced[source][output]
+            for key, (source, output) in plans[name].items()
+        }
+        for folder in produced[name].values():
+            folder.mkdir(parents=True)
+        work = out / "work" / name
+        _prepare_code(node, work, registry_root)
+        command = substitute(node.command, inputs, produced[name])
+        env = {**base_env, **node.environment_variables, "AZUREML_RUN_ID": f"{run_id}_{name}"}
+        _run_node(name, command, work, env, node.worker_count, out / "logs")
+        logger.info("node %s finished", name)
+    return LocalRunResult(run_id, tuple(order), produced)
+
+
+#: Where a node's input comes from: (pipeline input, None) or (node, that node's output).
+Source = tuple[str, str | None]
+
+
+def _bind_nodes(
+    nodes: Mapping[str, Node], order: list[str], bound: Mapping[str, Path], job_file: Path
+) -> dict[str, dict[str, Source]]:
+    """Resolve every node's inputs before any node runs (a bad job changes nothing).
+
+    Raises:
+        RunLocalError: an input bound to an unknown pipeline input or node output, a binding
+            run-local does not know, or a required input that is not bound.
+    """
+    fix = "rebuild the job with `ppe aml build`"
+    plans: dict[str, dict[str, Source]] = {}
+    for name in order:
+        node = nodes[name]
+        plan: dict[str, Source] = {}
         for key, binding in node.inputs.items():
             parent = _PARENT_INPUT.match(binding)
             source = _PARENT_OUTPUT.match(binding)
             if parent and parent.group(1) in bound:
-                inputs[key] = bound[parent.group(1)]
+                plan[key] = (parent.group(1), None)
+            elif source and source.group(2) in nodes[source.group(1)].outputs:
+                plan[key] = (source.group(1), source.group(2))
             elif source:
-                inputs[key] = produced[source.group(1)][source.group(2)]
+                raise RunLocalError(
+                    f"node {name!r}: input {key!r} reads {binding}, which node "
+                    f"{source.group(1)!r} does not output; {fix}"
+                )
             elif parent:
-                raise RunLocalError(f"node {name!r}: input {key!r} reads an unknown pipeline input")
+                raise RunLocalError(
+                    f"node {name!r}: input {key!r} reads an unknown pipeline input; {fix}"
+                )
             else:
-                raise RunLocalError(f"node {name!r}: input {key!r} has an unsupported binding")
-        missing = [key for key, optional in node.declared_inputs.items() if not optional]
-        missing = [key for key in missing if key not in inputs]
+                raise RunLocalError(
+                    f"node {name!r}: input {key!r} has an unsupported binding {binding!r}; {fix}"
+                )
+        missing = [
+            key
+            for key, optional in node.declared_inputs.items()
+            if not optional and key not in plan
+        ]
         if missing:
             raise RunLocalError(
                 f"node {name!r}: required input(s) {missing} are not bound in {job_file}; bind "
-                "them in the job (rebuild it with `ppe aml build`)"
+                f"them in the job ({fix})"
             )
-        outputs = {key: out / "outputs" / name / key for key in node.outputs}
-        for folder in outputs.values():
-            folder.mkdir(parents=True)
-        work = out / "work" / name
-        _prepare_code(node, work, registry_root)
-        command = substitute(node.command, inputs, outputs)
-        env = {**base_env, **node.environment_variables, "AZUREML_RUN_ID": f"{run_id}_{name}"}
-        _run_node(name, command, work, env, node.worker_count, out / "logs")
-        produced[name] = outputs
-        logger.info("node %s finished", name)
-    return LocalRunResult(run_id, tuple(order), produced)
+        # The command names only bound inputs and declared outputs (checked with stand-ins).
+        substitute(
+            node.command, {key: Path(key) for key in plan}, {k: Path(k) for k in node.outputs}
+        )
+        if not node.code.is_dir():
+            raise RunLocalError(
+                f"node {name!r}: its code folder {node.code} does not exist; run-local needs the "
+                "code snapshot `ppe aml build --out` writes beside the job YAML"
+            )
+        plans[name] = plan
+    return plans
 
 
 def _run_node(

@@ -1,11 +1,16 @@
 """``ppe pipeline run`` twice against one registry: the first model is promoted, a model that is
-not better is not, and the report of each run opens in headless Chromium without errors."""
+not better is not, and the report of each run opens in headless Chromium without errors.
+
+The first run is the suite's shared smoke run (``smoke_run`` in testing/conftest.py), whose
+training the training tests also read.
+"""
 
 from __future__ import annotations
 
 import json
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from testing.helpers import CHROMIUM_ARGS, chromium_path, run_ppe
@@ -14,30 +19,22 @@ from ppe.config import load_config
 from ppe.registry import get_registry
 from ppe.run import graph
 
+if TYPE_CHECKING:
+    from testing.conftest import SmokeRun
+
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    root = tmp_path_factory.mktemp("pipeline")
-    registry = root / "registry"
-    common = [
-        "pipeline",
-        "run",
-        "--config",
-        "smoke",
-        "--out",
-        str(root / "runs"),
-        "--set",
-        f"registry.root={registry}",
-        "--no-tracking",
-    ]
-    first = run_ppe(*common, "--run-id", "first", cwd=root, timeout=900)
-    assert "promoted to champion" in first.stderr
+def two_runs(smoke_run: SmokeRun) -> tuple[Path, Path, Path]:
+    """The suite's shared smoke run (promoted: the registry was empty), then a second run."""
     # A margin no model can reach: the challenger is "not better" whatever it scores.
     second = run_ppe(
-        *common, "--run-id", "second", "--set", "gate.margin=1.0", cwd=root, timeout=900
+        *smoke_run.pipeline_args("second"),
+        *("--set", "gate.margin=1.0"),
+        cwd=smoke_run.root,
+        timeout=900,
     )
     assert "not promoted (champion kept)" in second.stderr
-    return root / "runs" / "first", root / "runs" / "second", registry
+    return smoke_run.run_dir, smoke_run.runs / "second", smoke_run.registry
 
 
 def test_first_run_is_promoted_and_every_step_wrote_its_folder(

@@ -1,41 +1,25 @@
-"""Session fixtures: a small synthetic VOC dataset and a model trained on it with the CLI."""
+"""Session fixtures: the smoke data and model, taken from the suite's shared smoke pipeline run."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from testing.helpers import run_ppe
 
-from ppe.config import load_config
+from ppe.run.layout import RunLayout
 
-
-@pytest.fixture(scope="session")
-def smoke_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """48 synthetic scenes (smoke profile) as Pascal VOC."""
-    from ppe.data.synthetic import synthesize
-
-    config = load_config("smoke")
-    out = tmp_path_factory.mktemp("smoke") / "data"
-    synthesize(out, config.data.synth, config.data.split, config.model.classes)
-    return out
+if TYPE_CHECKING:
+    from testing.conftest import SmokeRun
 
 
 @pytest.fixture(scope="session")
-def smoke_training(smoke_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``ppe train --config smoke`` (3 epochs) output folder, trained once per session."""
-    out = tmp_path_factory.mktemp("smoke-train") / "train"
-    run_ppe(
-        "train",
-        "--config",
-        "smoke",
-        "--set",
-        "train.epochs=3",
-        "--data",
-        str(smoke_data),
-        "--out",
-        str(out),
-        "--no-tracking",
-        cwd=out.parent,
-    )
-    return out
+def smoke_data(smoke_run: SmokeRun) -> Path:
+    """48 synthetic scenes (smoke profile) as Pascal VOC: the shared run's ``data`` folder."""
+    return RunLayout(smoke_run.run_dir).port("data")
+
+
+@pytest.fixture(scope="session")
+def smoke_training(smoke_run: SmokeRun) -> Path:
+    """The ``ppe train --config smoke`` (3 epochs) output folder of the shared run, not tracked."""
+    return RunLayout(smoke_run.run_dir).port("train")

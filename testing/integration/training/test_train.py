@@ -37,6 +37,11 @@ def test_training_lowers_the_loss_and_writes_a_model(smoke_training: Path) -> No
     assert not (smoke_training / "checkpoints" / "backup").exists()
 
 
+#: Enough for a kill after epoch 1 and at least one epoch left to resume (the watcher below kills
+#: within 0.2 s of the first epoch's end, an epoch lasts seconds).
+RESUME_EPOCHS = 3
+
+
 def test_a_killed_training_resumes_from_its_last_epoch(smoke_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "train"
     command = [
@@ -47,7 +52,7 @@ def test_a_killed_training_resumes_from_its_last_epoch(smoke_data: Path, tmp_pat
         "--config",
         "smoke",
         "--set",
-        "train.epochs=4",
+        f"train.epochs={RESUME_EPOCHS}",
         "--data",
         str(smoke_data),
         "--out",
@@ -73,14 +78,14 @@ def test_a_killed_training_resumes_from_its_last_epoch(smoke_data: Path, tmp_pat
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     done = json.loads(state.read_text())["epoch"]
-    assert 1 <= done < 4
+    assert 1 <= done < RESUME_EPOCHS
     assert not (out / "train.json").exists()
 
     result = run_ppe(*command[3:], cwd=tmp_path)
     assert f"from the end of epoch {done}" in result.stderr
     summary = json.loads((out / "train.json").read_text())
     assert summary["resumed_from_epoch"] == done
-    assert len(summary["history"]["loss"]) == 4 - done
+    assert len(summary["history"]["loss"]) == RESUME_EPOCHS - done
     assert (out / "model" / "model.keras").is_file()
 
 

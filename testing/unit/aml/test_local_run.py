@@ -4,6 +4,7 @@ refusals of a job file it cannot run (the end-to-end runs are in testing/integra
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from ppe.aml.local_run import (
     free_ports,
     load_pipeline_job,
     order_nodes,
+    run_pipeline_job,
     substitute,
     tf_config,
 )
@@ -113,10 +115,101 @@ def test_the_cli_names_the_file_and_the_fix(
 ) -> None:
     job = tmp_path / "job.yml"
     job.write_text("type: command\ncommand: echo hi\n")
-    out = tmp_path / "out"
-    assert main(["aml", "run-local", "--job", str(job), "--out", str(out)]) == 1
+    out, registry = tmp_path / "out", tmp_path / "registry"
+    argv = ["aml", "run-local", "--job", str(job), "--out", str(out), "--registry", str(registry)]
+    assert main(argv) == 1
     assert "not an Azure ML pipeline job" in caplog.text
     assert "ppe aml build --out FILE" in caplog.text
-    assert not out.exists()
+    assert not out.exists() and not registry.exists()
     assert main(["aml", "run-local", "--job", str(job), "--out", str(out), "--input", "x"]) == 1
     assert "write NAME=DIR" in caplog.text
+
+
+def _two_node_job(tmp_path: Path, second: dict[str, object]) -> Path:
+    """A pipeline job whose first node leaves a mark when it runs (plain shell, no ppe)."""
+    (tmp_path / "code").mkdir()
+    first = {
+        "type": "command",
+        "component": {
+            "code": "code",
+            "command": "touch ${{outputs.first}}/ran",
+            "outputs": {"first": {"type": "uri_folder"}},
+        },
+    }
+    job = tmp_path / "job.yml"
+    document = {"type": "pipeline", "jobs": {"first": first, "second": second}}
+    job.write_text(yaml.safe_dump(document))
+    return job
+
+
+@pytest.mark.parametrize(
+    ("second", "match"),
+    [
+        (
+            {
+                "type": "command",
+                "inputs": {"a": {"path": "${{parent.jobs.first.outputs.first}}"}},
+                "component": {
+                    "code": "code",
+                    "command": "ls ${{inputs.a}} ${{inputs.b}}",
+                    "inputs": {"a": {"type": "uri_folder"}, "b": {"type": "uri_folder"}},
+                },
+            },
+            r"node 'second': required input\(s\) \['b'\] are not bound .*ppe aml build",
+        ),
+        (
+            {
+                "type": "command",
+                "inputs": {"a": {"path": "${{parent.jobs.first.outputs.model}}"}},
+                "component": {"code": "code", "command": "ls ${{inputs.a}}"},
+            },
+            r"node 'second': input 'a' reads .*which node 'first' does not output",
+        ),
+        (
+            {
+                "type": "command",
+                "component": {"code": "code", "command": "ls ${{inputs.a}}"},
+            },
+            r"inputs\.a, which is not bound",
+        ),
+        (
+            {"type": "command", "component": {"code": "missing", "command": "true"}},
+            r"node 'second': its code folder .*missing does not exist",
+        ),
+    ],
+)
+def test_a_bad_binding_in_a_later_node_is_refused_before_any_node_runs(
+    tmp_path: Path, second: dict[str, object], match: str
+) -> None:
+    job = _two_node_job(tmp_path, second)
+    out, registry = tmp_path / "out", tmp_path / "registry"
+    with pytest.raises(RunLocalError, match=match):
+        run_pipeline_job(
+            job, out, data={}, registry_root=registry, run_id="r", environ=dict(os.environ)
+        )
+    # Nothing ran: the first node left no mark, and neither folder was made.
+    assert not out.exists() and not registry.exists()
+
+
+def test_a_job_with_good_bindings_runs_its_nodes_in_order(tmp_path: Path) -> None:
+    second = {
+        "type": "command",
+        "inputs": {"a": {"path": "${{parent.jobs.first.outputs.first}}"}},
+        "component": {
+            "code": "code",
+            "command": "cp ${{inputs.a}}/ran ${{outputs.second}}/copied",
+            "inputs": {"a": {"type": "uri_folder"}},
+            "outputs": {"second": {"type": "uri_folder"}},
+        },
+    }
+    job = _two_node_job(tmp_path, second)
+    result = run_pipeline_job(
+        job,
+        tmp_path / "out",
+        data={},
+        registry_root=tmp_path / "registry",
+        run_id="r",
+        environ=dict(os.environ),
+    )
+    assert result.order == ("first", "second")
+    assert (result.outputs["second"]["second"] / "copied").is_file()
