@@ -66,7 +66,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ppe.evaluate.detect import evaluate_model_dir
 
     config = load_config(args.config, args.overrides)
-    evaluate_model_dir(args.model, args.data, args.out, config.evaluate, split=args.split)
+    evaluate_model_dir(
+        args.model,
+        args.data,
+        args.out,
+        config.evaluate,
+        split=args.split,
+        operating_threshold=config.edge.score_threshold,
+    )
     return 0
 
 
