@@ -42,12 +42,13 @@ def model_and_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 def test_thresholds_chosen_on_val_are_written_into_the_model_folder_and_used(
     model_and_data: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from ppe.evaluate.detect import evaluate_model_dir, write_class_thresholds
+    from ppe.cli import main
+    from ppe.evaluate.detect import evaluate_model_dir
 
     model, data = model_and_data
     settings = EvaluateConfig(bootstrap_resamples=100)
-    chosen = write_class_thresholds(model, data, settings, split="val")
-    assert ClassThresholds.read(thresholds_file(model)) == chosen
+    assert main(["thresholds", "--model", str(model), "--data", str(data)]) == 0
+    chosen = ClassThresholds.read(thresholds_file(model))
     assert chosen.split == "val" and set(chosen.thresholds) <= set(CLASSES)
     metrics = evaluate_model_dir(
         model, data, tmp_path / "evaluate", settings, operating_threshold=0.4
