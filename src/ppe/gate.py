@@ -431,9 +431,13 @@ def run_gate(
         failed.write(out)
         raise
     champion = read_metrics(champion_path, "champion") if champion_path is not None else None
+    # Only evaluations of the same data, split and thresholds pair up; otherwise decide() refuses
+    # or re-evaluates the champion, and the outcomes on disk describe other data.
     paired = (
         paired_comparison(challenger_path, champion_path, resamples=resamples, seed=seed)
         if champion_path is not None
+        and champion is not None
+        and not _mismatches(challenger, champion)
         else None
     )
     result = decide(

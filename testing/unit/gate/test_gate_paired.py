@@ -110,3 +110,25 @@ def test_the_first_model_needs_no_paired_comparison() -> None:
     assert decision.promote and decision.paired is None
     with pytest.raises(GateError, match="gate decision must be"):
         decide(evaluation_metrics(0.4), None, margin=0.005, decision="vote")  # type: ignore[arg-type]
+
+
+def test_champion_on_other_data_is_not_paired_but_refused_or_re_evaluated(tmp_path: Path) -> None:
+    challenger, champion = evaluations(tmp_path, 32, 30)
+    # The champion's evaluation on 50 other images of another dataset.
+    split = finds(30)
+    write_eval(champion.parent, split_of(split.ground_truths[:50], split.detections[:50]))
+    stale = json.loads(champion.read_text()) | {"data_hash": "data-0"}
+    champion.write_text(json.dumps(stale))
+    with pytest.raises(GateError, match="different data or settings"):
+        run_gate(challenger, champion, tmp_path / "g.json", margin=0.005)
+    fresh = evaluation_metrics(0.5, data_hash="data-1", split="test")
+    decision = run_gate(
+        challenger,
+        champion,
+        tmp_path / "g.json",
+        margin=0.005,
+        champion_evaluator=lambda: (
+            fresh | {"thresholds": json.loads(challenger.read_text())["thresholds"]}
+        ),
+    )
+    assert decision.champion_reevaluated and decision.paired is None
