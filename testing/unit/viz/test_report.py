@@ -98,3 +98,13 @@ def test_report_refuses_an_untyped_curves_file(run: ReportInputs, tmp_path: Path
     with pytest.raises(DocumentError, match=r"pr_curves\.json.*re-run `ppe evaluate`"):
         build_report(run, tmp_path / "report", "r1")
     assert not (tmp_path / "report").exists()  # nothing half-written
+
+
+def test_report_without_an_operating_point_says_so(tmp_path: Path) -> None:
+    evaluate = tmp_path / "evaluate"
+    write_eval(evaluate, split_of(*_split(4, 2)))  # no operating thresholds given
+    index = build_report(ReportInputs(evaluate=evaluate), tmp_path / "report", "r0")
+    page = index.read_text()
+    assert "has no operating point (re-run `ppe evaluate` to get one)" in page
+    assert not (tmp_path / "report" / "confusion.png").exists()
+    assert "<td>helmet</td><td>0.5000</td>" in page
