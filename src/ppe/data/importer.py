@@ -9,14 +9,12 @@ the source (1-based inclusive VOC convention, ``0`` tolerated).
 
 Splits: a dataset that comes with its own ``train/``, ``val/`` and ``test/`` folders (a folder of
 that name, or ``training``/``valid``/``validation``/``testing``, anywhere in the path of the image
-or of its XML) keeps them: its test images stay test images. A dataset without such folders is
-split with ``data.split`` (seeded), as is any dataset imported with ``resplit``. A source where
-only some images sit in split folders, or where an XML and its image sit in different ones, is
-refused with the folders named. ``eval_only`` imports an evaluation-only set: every image goes to
-the test split and train/val are empty (a source with ``train/`` or ``val/`` folders is refused).
-
-Every problem of the source is reported together, and nothing is written unless all is well: the
-dataset is built in a temporary folder next to ``out`` and renamed into place at the end.
+or of its XML) keeps them: its validation and test images stay what they are. A dataset without
+such folders, or whose folders hold no training images (a lone ``val/`` folder: nothing to train
+on), is split with ``data.split`` (seeded), as is any dataset imported with ``resplit``. A source
+where only some images sit in split folders, or where an XML and its image sit in different ones,
+is refused with the folders named. ``eval_only`` imports an evaluation-only set: every image goes
+to the test split and train/val are empty (a source with a ``train/`` folder is refused).
 """
 
 from __future__ import annotations
@@ -135,13 +133,13 @@ def _assign_splits(
     ids = [item.image_id for item in planned]
     in_folders = [item for item in planned if item.split is not None]
     if eval_only:
-        training = sorted({str(item.split_folder) for item in in_folders if item.split != "test"})
+        training = sorted({str(item.split_folder) for item in in_folders if item.split == "train"})
         if training:
             raise DataError(
                 f"{training[0]}: --eval-only puts every image into the test split, but the "
-                f"source has training or validation folders ({', '.join(training)}); "
-                "drop --eval-only to keep the source's splits, or point --annotations/--images "
-                "at the evaluation images only"
+                f"source has training folders ({', '.join(training)}); drop --eval-only to keep "
+                "the source's splits, or point --annotations/--images at the evaluation images "
+                "only"
             )
         return {"train": [], "val": [], "test": sorted(ids)}, EVAL_ONLY
     if resplit or not in_folders:
@@ -162,10 +160,12 @@ def _assign_splits(
         assignment[item.split].append(item.image_id)
     if not assignment["train"]:
         logger.warning(
-            "the source's split folders hold no training images (%s); fine for evaluation, "
-            "training on it will fail",
-            ", ".join(f"{name} {len(values)}" for name, values in assignment.items()),
+            "the source's split folders hold no training images (%s): splitting with data.split "
+            "instead; import it with --eval-only to keep it as an evaluation set",
+            ", ".join(sorted({str(item.split_folder) for item in in_folders})),
         )
+        fractions = {"train": split.train, "val": split.val, "test": split.test}
+        return voc.split_ids(ids, fractions, split.seed), FROM_CONFIG
     return {name: sorted(values) for name, values in assignment.items()}, FROM_FOLDERS
 
 

@@ -50,13 +50,16 @@ def test_import_real_hardhat_then_check_is_clean(
     assert written == Counter(helmet=source_counts["helmet"], head=source_counts["head"])
     ids = {split: voc.read_split_ids(out, split) for split in voc.SPLITS}
     assert sum(map(len, ids.values())) == num_images
-    # The photos come in the dataset's own train/ and val/ folders (the vendored sample: val/
-    # only): the import keeps them, so its validation photos stay validation photos.
+    # The full set comes in its own train/ and val/ folders: the import keeps them. The vendored
+    # sample is a val/ folder alone (nothing to train on): it is split with data.split.
     own = {
         split: sorted(path.stem for path in (hardhat_voc / "images" / split).glob("*.png"))
         for split in voc.SPLITS
     }
-    assert ids == own
+    if own["train"]:
+        assert ids == own
+    else:
+        assert len(ids["train"]) == num_images - round(num_images * 0.15) * 2
     # Images are copied byte for byte, PNG kept as PNG inside JPEGImages/.
     for image in (hardhat_voc / "images").rglob("*.png"):
         assert (out / "JPEGImages" / image.name).read_bytes() == image.read_bytes()
@@ -77,9 +80,9 @@ def test_import_real_hardhat_then_check_is_clean(
     assert voc.dataset_hash(out) == digest
     assert main(import_args(hardhat_voc, out, "--force")) == 0
     assert voc.dataset_hash(out) == digest
-    # The folders win over data.split (the seed changes nothing) unless --resplit is given.
+    # Kept folders win over data.split (the seed changes nothing) unless --resplit is given.
     assert main(import_args(hardhat_voc, out, "--force", "--set", "data.split.seed=1")) == 0
-    assert voc.dataset_hash(out) == digest
+    assert (voc.dataset_hash(out) == digest) == bool(own["train"])
     assert main(import_args(hardhat_voc, out, "--force", "--resplit")) == 0
     ids = {split: voc.read_split_ids(out, split) for split in voc.SPLITS}
     assert len(ids["train"]) == num_images - round(num_images * 0.15) * 2
@@ -317,6 +320,7 @@ def test_import_keeps_train_val_test_folders(tmp_path: Path) -> None:
     assert main(import_args(source, out)) == 0
     sizes = {split: len(voc.read_split_ids(out, split)) for split in voc.SPLITS}
     assert sizes == {"train": 3, "val": 1, "test": 1}
+    assert json.loads((out / "import.json").read_text())["split"] is None
     record = json.loads((out / "import.json").read_text())
     assert record["split_source"] == "the source's split folders" and record["split"] is None
 
@@ -332,6 +336,17 @@ def test_import_refuses_images_partly_in_split_folders(
     assert "--resplit" in message
     assert_nothing_written(out)
     assert main(import_args(source, out, "--resplit")) == 0
+
+
+def test_split_folders_without_training_images_are_split_with_data_split(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = _split_source(tmp_path, ["val", "val", "test", "val"])
+    out = tmp_path / "voc"
+    assert main(import_args(source, out)) == 0
+    assert "hold no training images" in caplog.text and "--eval-only" in caplog.text
+    assert len(voc.read_split_ids(out, "train")) == 4 - 2 * round(4 * 0.15)
+    assert json.loads((out / "import.json").read_text())["split_source"] == "data.split (seeded)"
 
 
 def test_import_refuses_an_xml_and_image_in_different_splits(
@@ -350,13 +365,13 @@ def test_import_refuses_an_xml_and_image_in_different_splits(
 def test_eval_only_puts_every_image_in_test(
     sample_source: SourceFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    source = sample_source(4)  # images under images/val/
+    # A source with a train/ folder is a full dataset: --eval-only refuses it, naming it.
+    full = _split_source(tmp_path, ["train", "val", "test"])
     out = tmp_path / "voc"
-    # The sample's val/ folder is a validation folder: --eval-only refuses it, naming it.
-    assert main(import_args(source, out, "--eval-only")) == 1
-    assert f"{source / 'images' / 'val'}: --eval-only puts every image" in caplog.text
+    assert main(import_args(full, out, "--eval-only")) == 1
+    assert f"{full / 'images' / 'train'}: --eval-only puts every image" in caplog.text
     assert_nothing_written(out)
-    (source / "images" / "val").rename(source / "images" / "photos")
+    source = sample_source(4)  # images under images/val/
     assert main(import_args(source, out, "--eval-only")) == 0
     sizes = {split: len(voc.read_split_ids(out, split)) for split in voc.SPLITS}
     assert sizes == {"train": 0, "val": 0, "test": 4}
