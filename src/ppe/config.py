@@ -156,6 +156,9 @@ class EvaluateConfig(Section):
     iou_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
     split: Literal["train", "val", "test"] = "test"
     batch_size: Annotated[int, Field(ge=1)] = 8
+    # Image resamples of the 95% bootstrap intervals (metrics.json, the gate's paired comparison).
+    bootstrap_resamples: Annotated[int, Field(ge=100, le=100_000)] = 1000
+    bootstrap_seed: int = 0
 
 
 class GateConfig(Section):
@@ -163,6 +166,9 @@ class GateConfig(Section):
 
     metric: Literal["map50"] = "map50"
     margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.005
+    # "point": challenger >= champion + margin. "paired_interval": the lower end of the 95%
+    # paired bootstrap interval of (challenger - champion) must reach the margin.
+    decision: Literal["point", "paired_interval"] = "point"
 
 
 class RegistryConfig(Section):

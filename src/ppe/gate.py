@@ -15,6 +15,13 @@ The ``metrics.json`` fields compared: ``map50`` (the metric), ``ap`` (per class)
 :class:`ppe.run.documents.EvaluationMetrics`. :func:`decide` itself takes mappings and also
 honours ``status`` (anything other than ``"ok"`` marks a failed evaluation) and ``error``.
 
+Both evaluations also leave ``outcomes.json`` next to their ``metrics.json``; with both, the
+gate adds a paired comparison: the same bootstrap resamples of the images applied to both models
+give the 95% interval of the difference (:func:`ppe.evaluate.bootstrap.paired_difference`). It is
+written into ``gate.json`` and the reason. With ``gate.decision: paired_interval`` it also decides:
+the interval's lower end must reach the margin (with margin 0 a lower end of 0 passes, as a tie
+does), so a gain that the images cannot tell from chance is not promoted.
+
 ``ppe gate`` (:mod:`ppe.cli.gate`) writes ``gate.json`` atomically and exits 0 whether or not it
 promotes (the decision is data); it exits non-zero only on errors. This module imports nothing
 heavy at top level (the CLI imports it at start-up).
@@ -26,11 +33,18 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ppe.errors import DocumentError, GateError
+from ppe.errors import DataError, DocumentError, GateError
 from ppe.run import layout
-from ppe.run.documents import ChampionRecord, EvaluationMetrics, GateDecision
+from ppe.run.documents import (
+    ChampionRecord,
+    DetectionOutcomes,
+    EvaluationMetrics,
+    GateDecision,
+    Interval,
+    PairedComparison,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,18 +54,47 @@ _ROUNDING = 1e-12
 
 ChampionEvaluator = Callable[[], Mapping[str, Any] | EvaluationMetrics]
 
+#: The values of ``gate.decision``.
+DecisionRule = Literal["point", "paired_interval"]
+POINT: DecisionRule = "point"
+PAIRED_INTERVAL: DecisionRule = "paired_interval"
 
-def rule_text(metric: str, margin: float) -> str:
+
+def rule_text(metric: str, margin: float, decision: DecisionRule = POINT) -> str:
     """The promotion rule in words."""
     tie = (
         "a tie is not promoted"
         if margin > 0
         else "a tie is promoted (margin 0 means no worse than the champion)"
     )
+    test = (
+        f"challenger {metric} >= champion {metric} + {margin:g}"
+        if decision == POINT
+        else f"the lower end of the 95% paired bootstrap interval of challenger {metric} - "
+        f"champion {metric} >= {margin:g}"
+    )
     return (
-        f"promote if challenger {metric} >= champion {metric} + {margin:g}; "
-        f"the first model is promoted; {tie}; a missing, failed or non-finite evaluation is "
-        "never promoted"
+        f"promote if {test}; the first model is promoted; {tie}; a missing, failed or "
+        "non-finite evaluation is never promoted"
+    )
+
+
+def _passes(delta: float, margin: float) -> bool:
+    # margin > 0: strictly better by at least the margin (a tie never passes);
+    # margin == 0: no worse than the champion (a tie passes).
+    return (delta > 0 and delta >= margin - _ROUNDING) if margin > 0 else delta >= -_ROUNDING
+
+
+def paired_text(paired: PairedComparison | None) -> str:
+    """The paired comparison in one sentence ('' when there is none)."""
+    if paired is None or paired.difference is None:
+        return ""
+    low, high = paired.interval.low, paired.interval.high
+    span = f"[{low:+.4f}, {high:+.4f}]" if low is not None and high is not None else "undefined"
+    return (
+        f" Paired bootstrap over the same {paired.images} images ({paired.resamples} "
+        f"resamples): challenger - champion = {paired.difference:+.4f}, "
+        f"{paired.level:.0%} interval {span}."
     )
 
 
@@ -94,6 +137,8 @@ def decide(
     margin: float,
     metric: str = "map50",
     champion_evaluator: ChampionEvaluator | None = None,
+    paired: PairedComparison | None = None,
+    decision: DecisionRule = POINT,
 ) -> GateDecision:
     """Decide whether the challenger replaces the champion (a pure function of its inputs).
 
@@ -106,18 +151,24 @@ def decide(
         champion_evaluator: Called (once) when the champion's metrics were computed on other
             data, split or thresholds; it must return the champion's metrics on the
             challenger's data. Without it such a comparison is refused.
+        paired: The paired comparison of the two evaluations (same images), if available; it
+            is dropped when the champion had to be re-evaluated (it described other data).
+        decision: ``point`` (the scores) or ``paired_interval`` (the interval's lower end).
 
     Returns:
         The :class:`GateDecision`.
 
     Raises:
-        GateError: Negative margin, champion metrics on other data/split/thresholds (and no
-            evaluator, or the evaluator's result still differs), or a champion score that is not
-            a finite number.
+        GateError: Negative margin, an unknown decision, champion metrics on other
+            data/split/thresholds (and no evaluator, or the evaluator's result still differs), a
+            champion score that is not a finite number, or ``paired_interval`` without a paired
+            comparison.
     """
     if not margin >= 0 or not math.isfinite(margin):
         raise GateError(f"gate margin must be a finite number >= 0, got {margin!r}")
-    rule = rule_text(metric, margin)
+    if decision not in (POINT, PAIRED_INTERVAL):
+        raise GateError(f"gate decision must be {POINT!r} or {PAIRED_INTERVAL!r}, got {decision!r}")
+    rule = rule_text(metric, margin, decision)
 
     def _decision(promote: bool, reason: str, **fields: Any) -> GateDecision:
         values: dict[str, Any] = {
@@ -130,7 +181,13 @@ def decide(
         }
         values.update(fields)
         return GateDecision(
-            promote=promote, reason=reason, rule=rule, metric=metric, margin=margin, **values
+            promote=promote,
+            reason=reason,
+            rule=rule,
+            metric=metric,
+            margin=margin,
+            decision=decision,
+            **values,
         )
 
     challenger_score = _score(challenger, metric) if challenger is not None else None
@@ -162,6 +219,7 @@ def decide(
         result = champion_evaluator()
         champion = result.to_json_dict() if isinstance(result, EvaluationMetrics) else dict(result)
         reevaluated = True
+        paired = None
         still = _mismatches(challenger, champion)
         if still:
             raise GateError(
@@ -177,30 +235,48 @@ def decide(
             f"{champion.get('status', 'ok')!r}), not a finite number; re-evaluate the champion"
         )
     delta = challenger_score - champion_score
-    # margin > 0: strictly better by at least the margin (a tie never passes);
-    # margin == 0: no worse than the champion (a tie passes).
-    promote = (delta > 0 and delta >= margin - _ROUNDING) if margin > 0 else delta >= -_ROUNDING
-    if promote:
+    if decision == PAIRED_INTERVAL:
+        low = paired.interval.low if paired is not None else None
+        if low is None:
+            raise GateError(
+                "gate.decision is paired_interval but there is no paired comparison: both "
+                "evaluations need their outcomes.json on the same images (re-run `ppe evaluate` "
+                "and `ppe champion` on this data), or set gate.decision: point"
+            )
+        promote = _passes(low, margin)
+        verdict = "Promoted" if promote else "Not promoted"
+        relation = ">=" if promote else "<"
+        reason = (
+            f"{verdict}: the lower end of the paired 95% interval of {metric} "
+            f"(challenger {challenger_score:.4f} - champion {champion_score:.4f}) is "
+            f"{low:+.4f} {relation} margin {margin:g}."
+        )
+    elif _passes(delta, margin):
+        promote = True
         reason = (
             f"Promoted: challenger {metric} {challenger_score:.4f} >= champion "
             f"{champion_score:.4f} + margin {margin:g}."
         )
     elif delta == 0 or abs(delta) <= _ROUNDING:
+        promote = False
         reason = (
             f"Not promoted: challenger {metric} {challenger_score:.4f} ties the champion, and "
             f"a tie does not beat the margin {margin:g}."
         )
     else:
+        promote = False
         reason = (
             f"Not promoted: challenger {metric} {challenger_score:.4f} < champion "
             f"{champion_score:.4f} + margin {margin:g}."
         )
     return GateDecision(
         promote=promote,
-        reason=reason,
+        reason=reason + paired_text(paired),
         rule=rule,
         metric=metric,
         margin=margin,
+        decision=decision,
+        paired=paired,
         challenger_score=challenger_score,
         champion_score=champion_score,
         data_hash=challenger.get("data_hash"),
@@ -230,6 +306,71 @@ def read_metrics(path: Path, role: str) -> dict[str, Any]:
         raise GateError(f"{role} metrics {error}") from None
 
 
+def paired_comparison(
+    challenger_metrics: Path, champion_metrics: Path, *, resamples: int, seed: int
+) -> PairedComparison | None:
+    """The paired bootstrap of two evaluations from the ``outcomes.json`` beside their metrics.
+
+    Args:
+        challenger_metrics: The challenger's ``metrics.json``.
+        champion_metrics: The champion's ``metrics.json``.
+        resamples: Bootstrap resamples (``evaluate.bootstrap_resamples``).
+        seed: Generator seed (``evaluate.bootstrap_seed``).
+
+    Returns:
+        The comparison; None when either ``outcomes.json`` is absent (an older evaluation).
+
+    Raises:
+        GateError: An outcomes file that does not read, or two evaluations of different images.
+    """
+    import numpy as np
+
+    from ppe.evaluate import bootstrap
+    from ppe.evaluate.voc_map import DetectionOutcomes as Outcomes
+
+    paths = [layout.outcomes_file(path.parent) for path in (challenger_metrics, champion_metrics)]
+    if not all(path.is_file() for path in paths):
+        logger.info("no paired comparison: %s", [str(p) for p in paths if not p.is_file()])
+        return None
+    try:
+        challenger, champion = (DetectionOutcomes.read(path) for path in paths)
+    except DocumentError as error:
+        raise GateError(str(error)) from None
+    if challenger.image_ids != champion.image_ids or challenger.classes != champion.classes:
+        raise GateError(
+            f"{paths[1]} and {paths[0]} are evaluations of different images or classes; "
+            "evaluate the champion on the challenger's data and split (`ppe champion`)"
+        )
+
+    def arrays(document: DetectionOutcomes) -> Outcomes:
+        return Outcomes(
+            num_images=len(document.image_ids),
+            num_ground_truth=np.asarray(document.num_ground_truth, dtype=np.int64).reshape(
+                len(document.image_ids), len(document.classes)
+            ),
+            image=np.asarray(document.image, dtype=np.int64),
+            label=np.asarray(document.label, dtype=np.int64),
+            score=np.asarray(document.score, dtype=np.float64),
+            outcome=np.asarray(document.outcome, dtype=np.int8),
+        )
+
+    try:
+        result = bootstrap.paired_difference(
+            arrays(challenger), arrays(champion), resamples=resamples, seed=seed
+        )
+    except DataError as error:
+        raise GateError(f"{paths[0]}: {error}") from None
+    return PairedComparison(
+        method=bootstrap.METHOD,
+        images=len(challenger.image_ids),
+        difference=result.difference if math.isfinite(result.difference) else None,
+        interval=Interval(low=result.interval.low, high=result.interval.high),
+        level=result.level,
+        resamples=result.resamples,
+        seed=result.seed,
+    )
+
+
 def read_champion(champion_dir: Path) -> tuple[ChampionRecord, Path | None]:
     """The champion step's record and its metrics file (None when there is no champion).
 
@@ -254,6 +395,9 @@ def run_gate(
     metric: str = "map50",
     champion_evaluator: ChampionEvaluator | None = None,
     champion_version: int | None = None,
+    decision: DecisionRule = POINT,
+    resamples: int = 1000,
+    seed: int = 0,
 ) -> GateDecision:
     """Read the metrics files, decide, and write ``gate.json``.
 
@@ -269,6 +413,9 @@ def run_gate(
         metric: See :func:`decide`.
         champion_evaluator: See :func:`decide`.
         champion_version: The champion's registry version, recorded in ``gate.json``.
+        decision: See :func:`decide`.
+        resamples: Bootstrap resamples of the paired comparison.
+        seed: Its generator seed.
 
     Returns:
         The decision.
@@ -279,16 +426,31 @@ def run_gate(
     try:
         challenger = read_metrics(challenger_path, "challenger")
     except GateError as error:
-        decision = decide(None, None, margin=margin, metric=metric)
-        failed = decision.model_copy(update={"reason": f"Not promoted: {error}."})
+        empty = decide(None, None, margin=margin, metric=metric)
+        failed = empty.model_copy(update={"reason": f"Not promoted: {error}."})
         failed.write(out)
         raise
     champion = read_metrics(champion_path, "champion") if champion_path is not None else None
-    decision = decide(
-        challenger, champion, margin=margin, metric=metric, champion_evaluator=champion_evaluator
+    # Only evaluations of the same data, split and thresholds pair up; otherwise decide() refuses
+    # or re-evaluates the champion, and the outcomes on disk describe other data.
+    paired = (
+        paired_comparison(challenger_path, champion_path, resamples=resamples, seed=seed)
+        if champion_path is not None
+        and champion is not None
+        and not _mismatches(challenger, champion)
+        else None
+    )
+    result = decide(
+        challenger,
+        champion,
+        margin=margin,
+        metric=metric,
+        champion_evaluator=champion_evaluator,
+        paired=paired,
+        decision=decision,
     )
     if champion_version is not None:
-        decision = decision.model_copy(update={"champion_version": champion_version})
-    decision.write(out)
-    logger.info("%s (written to %s)", decision.reason, out)
-    return decision
+        result = result.model_copy(update={"champion_version": champion_version})
+    result.write(out)
+    logger.info("%s (written to %s)", result.reason, out)
+    return result

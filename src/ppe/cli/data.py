@@ -31,7 +31,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Convert VOC XML files plus a folder of images (nested split subfolders allowed) into "
             "Annotations/, JPEGImages/ and ImageSets/Main/{train,val,test}.txt. Classes are mapped "
-            "with data.class_map and split with data.split. Every problem of the source is "
+            "with data.class_map. A source with its own train/, val/ and test/ folders keeps "
+            "them; one without is split with data.split. Every problem of the source is "
             "reported at once, and nothing is written unless the import succeeds."
         ),
     )
@@ -41,6 +42,17 @@ def register(subparsers: Any) -> None:
     importer.add_argument("--force", action="store_true", help="replace a non-empty --out")
     importer.add_argument(
         "--allow-empty", action="store_true", help="accept images without objects"
+    )
+    how = importer.add_mutually_exclusive_group()
+    how.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="an evaluation-only set: every image goes to the test split (train/val empty)",
+    )
+    how.add_argument(
+        "--resplit",
+        action="store_true",
+        help="ignore the source's train/val/test folders and split with data.split",
     )
     add_config_arguments(importer)
     importer.set_defaults(func=import_command)
@@ -89,6 +101,8 @@ def import_command(args: argparse.Namespace) -> int:
         split=config.data.split,
         force=args.force,
         allow_empty=args.allow_empty,
+        eval_only=args.eval_only,
+        resplit=args.resplit,
     )
     sys.stdout.write(f"{args.out}: {report.line()}\n")
     return 0

@@ -25,6 +25,9 @@ def _command(args: argparse.Namespace) -> int:
         margin=config.gate.margin,
         metric=config.gate.metric,
         champion_version=champion_version,
+        decision=config.gate.decision,
+        resamples=config.evaluate.bootstrap_resamples,
+        seed=config.evaluate.bootstrap_seed,
     )
     return 0
 

@@ -66,7 +66,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ppe.evaluate.detect import evaluate_model_dir
 
     config = load_config(args.config, args.overrides)
-    evaluate_model_dir(args.model, args.data, args.out, config.evaluate, split=args.split)
+    evaluate_model_dir(
+        args.model,
+        args.data,
+        args.out,
+        config.evaluate,
+        split=args.split,
+        operating_threshold=config.edge.score_threshold,
+    )
+    return 0
+
+
+def _thresholds(args: argparse.Namespace) -> int:
+    from ppe.evaluate.detect import write_class_thresholds
+
+    config = load_config(args.config, args.overrides)
+    write_class_thresholds(args.model, args.data, config.evaluate, split=args.split)
     return 0
 
 
@@ -146,6 +161,24 @@ def register_steps(subparsers: Any) -> None:
     evaluate.add_argument("--out", type=Path, required=True, help="output folder (replaced)")
     add_config_arguments(evaluate)
     evaluate.set_defaults(func=_evaluate)
+
+    thresholds = subparsers.add_parser(
+        "thresholds",
+        help="choose per-class score thresholds on a split, into the model folder",
+        description="Run the model over a split (validation by default), choose each class's "
+        "score threshold by maximum F1 and write thresholds.json into the model folder; the "
+        "edge module applies max(its live score_threshold, the class's threshold).",
+    )
+    thresholds.add_argument("--model", type=Path, required=True, help="model folder (written)")
+    thresholds.add_argument("--data", type=Path, required=True, help="Pascal VOC dataset folder")
+    thresholds.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        default="val",
+        help="split to choose on (default: val; never the split the model is scored on)",
+    )
+    add_config_arguments(thresholds)
+    thresholds.set_defaults(func=_thresholds)
 
     export = subparsers.add_parser(
         "export",

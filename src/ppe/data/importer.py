@@ -3,13 +3,18 @@
 The source is a folder of VOC XML files and a folder of images, possibly nested in split
 subfolders (``images/train/a.png``, ``images/val/b.png``); each XML finds its image by its
 ``<filename>`` (then by the file stem). Classes are mapped with ``data.class_map`` (``hat: helmet``
-renames, ``person: null`` drops those boxes), ids are split with ``data.split`` (seeded), images
-are copied byte-for-byte (extension kept) and XML is rewritten in the layout of
-:mod:`ppe.data.voc`. Pixel boxes are kept exactly as in the source (1-based inclusive VOC
-convention, ``0`` tolerated).
+renames, ``person: null`` drops those boxes), images are copied byte-for-byte (extension kept)
+and XML is rewritten in the layout of :mod:`ppe.data.voc`. Pixel boxes are kept exactly as in
+the source (1-based inclusive VOC convention, ``0`` tolerated).
 
-Every problem of the source is reported together, and nothing is written unless all is well: the
-dataset is built in a temporary folder next to ``out`` and renamed into place at the end.
+Splits: a dataset that comes with its own ``train/``, ``val/`` and ``test/`` folders (a folder of
+that name, or ``training``/``valid``/``validation``/``testing``, anywhere in the path of the image
+or of its XML) keeps them: its validation and test images stay what they are. A dataset without
+such folders, or whose folders hold no training images (a lone ``val/`` folder: nothing to train
+on), is split with ``data.split`` (seeded), as is any dataset imported with ``resplit``. A source
+where only some images sit in split folders, or where an XML and its image sit in different ones,
+is refused with the folders named. ``eval_only`` imports an evaluation-only set: every image goes
+to the test split and train/val are empty (a source with a ``train/`` folder is refused).
 """
 
 from __future__ import annotations
@@ -37,6 +42,21 @@ logger = logging.getLogger(__name__)
 
 REPORT_NAME = "import.json"
 
+#: Folder names that mark a source's own split, and the split each one means.
+SPLIT_FOLDERS: dict[str, str] = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+#: How an import chose its splits (``ImportReport.split_source``).
+FROM_FOLDERS = "the source's split folders"
+FROM_CONFIG = "data.split (seeded)"
+EVAL_ONLY = "evaluation only (every image in test)"
+
 
 @dataclass
 class ImportReport:
@@ -51,6 +71,8 @@ class ImportReport:
         skipped_images: Ids left out because ``class_map`` dropped all their boxes.
         unannotated_images: Image files in the source that no XML refers to (not imported).
         hash: :func:`ppe.data.voc.dataset_hash` of ``out``.
+        split_source: How the splits were chosen (:data:`FROM_FOLDERS`, :data:`FROM_CONFIG` or
+            :data:`EVAL_ONLY`).
     """
 
     out: Path
@@ -61,6 +83,7 @@ class ImportReport:
     skipped_images: list[str] = field(default_factory=list)
     unannotated_images: int = 0
     hash: str = ""
+    split_source: str = FROM_CONFIG
 
     def line(self) -> str:
         """One-line summary."""
@@ -69,7 +92,7 @@ class ImportReport:
         dropped = ", ".join(f"{name} {count}" for name, count in self.dropped_per_class.items())
         return (
             f"{sum(self.images_per_split.values())} images ({splits}); objects: {classes}; "
-            f"dropped: {dropped or 'none'}; sha256 {self.hash}"
+            f"dropped: {dropped or 'none'}; splits from {self.split_source}; sha256 {self.hash}"
         )
 
 
@@ -78,6 +101,72 @@ class _Planned:
     image_id: str
     source_image: Path
     annotation: voc.VocAnnotation
+    # The source's split folder holding the image or its XML, and that split (None: no folder).
+    split_folder: Path | None = None
+    split: str | None = None
+
+
+def _split_folder(path: Path, root: Path) -> tuple[Path | None, str | None, str | None]:
+    """The split folder in ``path`` below ``root``: (folder, split, problem)."""
+    parts = path.relative_to(root).parts[:-1]
+    found = [
+        (root.joinpath(*parts[: index + 1]), SPLIT_FOLDERS[part.lower()])
+        for index, part in enumerate(parts)
+        if part.lower() in SPLIT_FOLDERS
+    ]
+    if not found:
+        return None, None, None
+    if len({split for _, split in found}) > 1:
+        folders = ", ".join(f"{folder}/" for folder, _ in found)
+        return None, None, f"{path} is inside more than one split folder ({folders}); keep one"
+    return found[0][0], found[0][1], None
+
+
+def _assign_splits(
+    planned: Sequence[_Planned], split: SplitConfig, *, eval_only: bool, resplit: bool
+) -> tuple[dict[str, list[str]], str]:
+    """The ids of each split and how they were chosen (see the module docstring).
+
+    Raises:
+        DataError: Images partly in split folders, or ``eval_only`` with train/val folders.
+    """
+    ids = [item.image_id for item in planned]
+    in_folders = [item for item in planned if item.split is not None]
+    if eval_only:
+        training = sorted({str(item.split_folder) for item in in_folders if item.split == "train"})
+        if training:
+            raise DataError(
+                f"{training[0]}: --eval-only puts every image into the test split, but the "
+                f"source has training folders ({', '.join(training)}); drop --eval-only to keep "
+                "the source's splits, or point --annotations/--images at the evaluation images "
+                "only"
+            )
+        return {"train": [], "val": [], "test": sorted(ids)}, EVAL_ONLY
+    if resplit or not in_folders:
+        fractions = {"train": split.train, "val": split.val, "test": split.test}
+        return voc.split_ids(ids, fractions, split.seed), FROM_CONFIG
+    if len(in_folders) < len(planned):
+        outside = [item.source_image for item in planned if item.split is None]
+        folders = sorted({str(item.split_folder) for item in in_folders})
+        raise DataError(
+            f"{outside[0].parent}: {len(outside)} image(s) (e.g. {outside[0]}) are in no "
+            f"train/, val/ or test/ folder while {len(in_folders)} are (in "
+            f"{', '.join(folders[:3])}); move every image and its XML into a split folder, or "
+            "pass --resplit to split them all with data.split"
+        )
+    assignment: dict[str, list[str]] = {name: [] for name in voc.SPLITS}
+    for item in planned:
+        assert item.split is not None  # every item is in a split folder here
+        assignment[item.split].append(item.image_id)
+    if not assignment["train"]:
+        logger.warning(
+            "the source's split folders hold no training images (%s): splitting with data.split "
+            "instead; import it with --eval-only to keep it as an evaluation set",
+            ", ".join(sorted({str(item.split_folder) for item in in_folders})),
+        )
+        fractions = {"train": split.train, "val": split.val, "test": split.test}
+        return voc.split_ids(ids, fractions, split.seed), FROM_CONFIG
+    return {name: sorted(values) for name, values in assignment.items()}, FROM_FOLDERS
 
 
 def _index_images(images_dir: Path) -> list[Path]:
@@ -141,6 +230,8 @@ def import_dataset(
     split: SplitConfig,
     force: bool = False,
     allow_empty: bool = False,
+    eval_only: bool = False,
+    resplit: bool = False,
 ) -> ImportReport:
     """Convert an xml-folder + image-folder dataset into standard VOC under ``out``.
 
@@ -150,11 +241,14 @@ def import_dataset(
         out: Output VOC folder; must be new or empty unless ``force``.
         classes: Our class names (``model.classes``).
         class_map: Foreign name -> our name, or None to drop those boxes (``data.class_map``).
-        split: Seeded train/val/test fractions (``data.split``).
+        split: Seeded train/val/test fractions (``data.split``), used when the source has no
+            split folders of its own, or with ``resplit``.
         force: Replace a non-empty ``out``.
         allow_empty: Accept annotations with no objects (and keep images whose boxes were all
             dropped, as background); otherwise empty source annotations are errors and images
             left without boxes by ``class_map`` are skipped with a warning.
+        eval_only: Put every image in the test split (an evaluation-only set).
+        resplit: Ignore the source's split folders and split with ``split``.
 
     Returns:
         Counts per split and class, and the content hash of the written dataset. Pixel boxes are
@@ -162,8 +256,14 @@ def import_dataset(
 
     Raises:
         DatasetInvalidError: The source has problems (all of them are listed); nothing written.
-        DataError: Bad folders, or ``out`` is not empty and ``force`` is False.
+        DataError: Bad folders, ``out`` is not empty and ``force`` is False, images partly in
+            split folders, or ``eval_only`` with ``resplit`` or with train/val folders.
     """
+    if eval_only and resplit:
+        raise DataError(
+            "--eval-only and --resplit contradict each other: an evaluation-only set has no "
+            "training split; give one of them"
+        )
     annotations_dir, images_dir, out = Path(annotations_dir), Path(images_dir), Path(out)
     for folder, flag in ((annotations_dir, "--annotations"), (images_dir, "--images")):
         if not folder.is_dir():
@@ -256,6 +356,17 @@ def import_dataset(
         if annotation.objects and not kept and not allow_empty:
             skipped.append(image_id)
             continue
+        image_folder, image_split, image_problem = _split_folder(image_path, images_dir)
+        xml_folder, xml_split, xml_problem = _split_folder(xml_path, annotations_dir)
+        folder_problems = [reason for reason in (image_problem, xml_problem) if reason]
+        if image_split and xml_split and image_split != xml_split:
+            folder_problems.append(
+                f"the annotation is in {xml_folder}/ ({xml_split}) but its image {image_path} "
+                f"is in {image_folder}/ ({image_split}); move one so both are in the same split"
+            )
+        if folder_problems:
+            problems.extend(Problem(str(xml_path), reason) for reason in folder_problems)
+            continue
         planned.append(
             _Planned(
                 image_id=image_id,
@@ -268,6 +379,8 @@ def import_dataset(
                     objects=tuple(kept),
                     folder=voc.IMAGES_DIR,
                 ),
+                split_folder=image_folder or xml_folder,
+                split=image_split or xml_split,
             )
         )
     if problems:
@@ -290,10 +403,11 @@ def import_dataset(
             ", ..." if len(skipped) > 5 else "",
         )
 
+    assignment, split_source = _assign_splits(planned, split, eval_only=eval_only, resplit=resplit)
     fractions = {"train": split.train, "val": split.val, "test": split.test}
-    assignment = voc.split_ids([item.image_id for item in planned], fractions, split.seed)
     report = ImportReport(
         out=out,
+        split_source=split_source,
         dropped_per_class=dict(sorted(dropped.items())),
         renamed_per_class=dict(sorted(renamed.items())),
         skipped_images=skipped,
@@ -325,7 +439,10 @@ def import_dataset(
                     "skipped_images": report.skipped_images,
                     "unannotated_images": report.unannotated_images,
                     "class_map": dict(class_map),
-                    "split": fractions | {"seed": split.seed},
+                    "split_source": split_source,
+                    "split": fractions | {"seed": split.seed}
+                    if split_source == FROM_CONFIG
+                    else None,
                     "sha256": report.hash,
                 },
                 indent=2,

@@ -16,6 +16,11 @@ The model spec comes from a ``model.json`` next to the ``.tflite`` (a model-fold
 ``spec`` key, or a bare spec) or, when there is none, from the tensor shapes: two outputs mean
 YOLOv3-tiny, three mean YOLOv3, with Darknet's anchors; the class count is the last output
 dimension minus 5, and the class names come from the labels file.
+
+A ``thresholds.json`` next to the ``.tflite`` (:class:`ppe.run.documents.ClassThresholds`,
+per-class score thresholds chosen on the validation split) raises each class's threshold: a
+detection of class ``c`` is kept when its score reaches ``max(score_threshold, thresholds[c])``,
+where ``score_threshold`` is the one in force (the twin's live value, or ``/score``'s query).
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from ppe.errors import ModelLoadError
-from ppe.model.decode import detect
+from ppe.errors import DocumentError, ModelLoadError
+from ppe.model.decode import Detections, detect
 from ppe.model.preprocess import PAD_VALUE, LetterboxTransform, resize_for_letterbox
 from ppe.model.spec import PPE_CLASS_NAMES, STRIDES, YoloSpec
+from ppe.run.documents import ClassThresholds
+from ppe.run.layout import thresholds_file
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +159,26 @@ def _spec_from_file(path: Path) -> YoloSpec:
         return YoloSpec.from_dict(data)
     except (KeyError, TypeError, ValueError) as error:
         raise ModelLoadError(f"{path} has an invalid model spec: {error}") from error
+
+
+def _class_thresholds(model_path: Path, spec: YoloSpec) -> ClassThresholds | None:
+    """The ``thresholds.json`` next to the model, checked against its classes (None if absent)."""
+    path = thresholds_file(model_path.parent)
+    if not path.is_file():
+        return None
+    try:
+        chosen = ClassThresholds.read(path)
+    except DocumentError as error:
+        raise ModelLoadError(str(error)) from error
+    unknown = sorted(set(chosen.thresholds) - set(spec.class_names))
+    bad = {name: value for name, value in chosen.thresholds.items() if not 0.0 <= value < 1.0}
+    if unknown or bad:
+        raise ModelLoadError(
+            f"{path} names classes the model lacks ({unknown}) or thresholds outside [0, 1) "
+            f"({bad}); deploy the thresholds.json exported with this model"
+        )
+    logger.info("per-class score thresholds from %s: %s", path, chosen.thresholds)
+    return chosen
 
 
 def infer_spec(
@@ -291,6 +318,7 @@ class LiteRTDetector:
                 f"[1, {spec.image_size}, {spec.image_size}, 3]"
             )
         self._order = self._match_outputs(output_shapes, spec, path)
+        self.class_thresholds = _class_thresholds(path, spec)
         self._spec = spec
         self._model_version = model_version
         self._path = path
@@ -477,6 +505,10 @@ class LiteRTDetector:
             iou_threshold=self.iou_threshold,
             max_detections=self.max_detections,
         )[0]
+        if self.class_thresholds is not None:
+            floors = self.class_thresholds.in_force(self._spec.class_names, threshold)
+            keep = found.scores >= np.asarray(floors, dtype=np.float32)[found.classes]
+            found = Detections(found.boxes[keep], found.scores[keep], found.classes[keep])
         pixels = transform.to_original(found.boxes)
         detections = [
             Detection(

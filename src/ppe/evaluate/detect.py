@@ -12,7 +12,6 @@ Pixel boxes written here follow the VOC convention of the annotations: ``[xmin, 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import time
@@ -26,14 +25,23 @@ from PIL import Image
 
 from ppe.config import EvaluateConfig
 from ppe.errors import DataError, PpeError
+from ppe.evaluate import bootstrap
 from ppe.evaluate.cartucho import write_cartucho
-from ppe.evaluate.voc_map import ImageDetections, ImageGroundTruth, VocMapResult, evaluate_voc_map
+from ppe.evaluate.operating import CRITERION, choose_thresholds, operating_point
+from ppe.evaluate.voc_map import (
+    DetectionOutcomes,
+    ImageDetections,
+    ImageGroundTruth,
+    VocMapResult,
+    evaluate_voc_map,
+)
 from ppe.files import replaced_dir
 from ppe.model.decode import detect
 from ppe.model.preprocess import LetterboxTransform, letterbox
 from ppe.model.spec import YoloSpec
-from ppe.run.documents import EvaluationMetrics
-from ppe.run.layout import curves_file, metrics_file
+from ppe.run import documents
+from ppe.run.documents import ClassThresholds, EvaluationMetrics, PrCurve, PrCurves
+from ppe.run.layout import curves_file, metrics_file, outcomes_file, thresholds_file
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +166,36 @@ def _subsample(values: np.ndarray) -> list[float]:
     return [float(v) for v in values[index]]
 
 
+def _outcomes(result: VocMapResult) -> DetectionOutcomes:
+    if result.outcomes is None:
+        raise PpeError("the evaluation result has no per-detection outcomes; use evaluate_voc_map")
+    return result.outcomes
+
+
+def operating_thresholds(
+    model_dir: Path, class_names: Sequence[str], floor: float
+) -> tuple[list[float], str]:
+    """The score threshold the edge applies to each class, and where it comes from.
+
+    Args:
+        model_dir: The model folder (its ``thresholds.json``, if any, is read).
+        class_names: The model's classes.
+        floor: The edge's live ``score_threshold`` (``edge.score_threshold``).
+
+    Returns:
+        One threshold per class, and a sentence naming the source.
+    """
+    path = thresholds_file(model_dir)
+    if not path.is_file():
+        return [floor] * len(class_names), f"edge.score_threshold {floor:g} for every class"
+    chosen = ClassThresholds.read(path)
+    return (
+        chosen.in_force(list(class_names), floor),
+        f"per class, the larger of edge.score_threshold {floor:g} and the model's "
+        f"{path.name} (chosen on the {chosen.split} split: {chosen.criterion})",
+    )
+
+
 def metrics_document(
     result: VocMapResult,
     split_detections: SplitDetections,
@@ -168,8 +206,40 @@ def metrics_document(
     model_hash_value: str,
     backend: str,
     class_names: Sequence[str],
+    operating: tuple[Sequence[float], str] | None = None,
 ) -> EvaluationMetrics:
-    """The ``metrics.json`` document (see DESIGN: ``map50``, per-class AP, counts, hashes)."""
+    """The ``metrics.json`` document (see DESIGN: ``map50``, per-class AP, counts, hashes).
+
+    Args:
+        result: The VOC evaluation.
+        split_detections: The detections it scored.
+        settings: The evaluation settings (thresholds, bootstrap resamples and seed).
+        split: The split's name.
+        data_hash: The dataset's content hash.
+        model_hash_value: The model's hash.
+        backend: ``keras``, ``litert-fp32``...
+        class_names: The model's classes.
+        operating: Per-class operating thresholds and their source (see
+            :func:`operating_thresholds`); None leaves ``operating_point`` out.
+    """
+    outcomes = _outcomes(result)
+    intervals = bootstrap.bootstrap_map(
+        outcomes,
+        list(class_names),
+        resamples=settings.bootstrap_resamples,
+        seed=settings.bootstrap_seed,
+    )
+    point = None
+    if operating is not None:
+        point = operating_point(
+            outcomes,
+            split_detections.ground_truths,
+            split_detections.detections,
+            class_names,
+            operating[0],
+            operating[1],
+            settings.iou_threshold,
+        )
     per_class = result.to_dict(include_curves=False)["per_class"]
     gt_counts = {name: 0 for name in class_names}
     det_counts = {name: 0 for name in class_names}
@@ -205,16 +275,46 @@ def metrics_document(
             "model_hash": model_hash_value,
             "backend": backend,
             "images_per_second": round(images / max(split_detections.seconds, 1e-9), 2),
+            "bootstrap": documents.BootstrapIntervals(
+                method=bootstrap.METHOD,
+                level=intervals.level,
+                resamples=intervals.resamples,
+                seed=intervals.seed,
+                map50=documents.Interval(low=intervals.map50.low, high=intervals.map50.high),
+                ap={
+                    name: documents.Interval(low=value.low, high=value.high)
+                    for name, value in intervals.ap.items()
+                },
+            ),
+            "operating_point": point,
         }
     )
 
 
-def curves_document(result: VocMapResult) -> dict[str, Any]:
+def curves_document(result: VocMapResult) -> PrCurves:
     """Precision/recall curves per class (at most ``MAX_CURVE_POINTS`` points each)."""
-    return {
-        item.name: {"precision": _subsample(item.precision), "recall": _subsample(item.recall)}
-        for item in result.classes
-    }
+    return PrCurves(
+        curves={
+            item.name: PrCurve(precision=_subsample(item.precision), recall=_subsample(item.recall))
+            for item in result.classes
+        }
+    )
+
+
+def outcomes_document(
+    result: VocMapResult, split_detections: SplitDetections, class_names: Sequence[str]
+) -> documents.DetectionOutcomes:
+    """``outcomes.json``: every detection's outcome, per image (for paired resampling)."""
+    outcomes = _outcomes(result)
+    return documents.DetectionOutcomes(
+        image_ids=list(split_detections.image_ids),
+        classes=list(class_names),
+        num_ground_truth=outcomes.num_ground_truth.tolist(),
+        image=outcomes.image.tolist(),
+        label=outcomes.label.tolist(),
+        score=outcomes.score.tolist(),
+        outcome=outcomes.outcome.tolist(),
+    )
 
 
 def write_evaluation(
@@ -233,7 +333,8 @@ def write_evaluation(
             split_detections.detections,
             class_names,
         )
-        curves_file(staging).write_text(json.dumps(curves_document(result)))
+        curves_document(result).write(curves_file(staging))
+        outcomes_document(result, split_detections, class_names).write(outcomes_file(staging))
         metrics.write(metrics_file(staging))
     return out_dir
 
@@ -244,6 +345,8 @@ def evaluate_model_dir(
     out_dir: Path,
     settings: EvaluateConfig,
     split: str | None = None,
+    *,
+    operating_threshold: float | None = None,
 ) -> EvaluationMetrics:
     """``ppe evaluate``: score a model folder on a split and write ``metrics.json`` and friends.
 
@@ -253,6 +356,8 @@ def evaluate_model_dir(
         out_dir: output folder (replaced atomically).
         settings: thresholds (the same for every model compared).
         split: split name (default ``settings.split``).
+        operating_threshold: the edge's ``score_threshold``: with it, ``metrics.json`` also
+            holds the counts and confusion matrix at the edge's thresholds.
 
     Returns:
         The metrics document written to ``out_dir/metrics.json``.
@@ -286,18 +391,72 @@ def evaluate_model_dir(
         model_hash_value=model_hash(model_dir),
         backend="keras",
         class_names=spec.class_names,
+        operating=(
+            operating_thresholds(model_dir, spec.class_names, operating_threshold)
+            if operating_threshold is not None
+            else None
+        ),
     )
     write_evaluation(out_dir, found, result, metrics, spec.class_names)
     ap_text = ", ".join(
         f"{name} {value:.3f}" if value is not None else f"{name} n/a"
         for name, value in result.ap.items()
     )
+    interval = metrics.bootstrap.map50 if metrics.bootstrap is not None else None
     logger.info(
-        "mAP@0.5 %.4f on %d %s images (%s); wrote %s",
+        "mAP@0.5 %.4f (95%% interval %s) on %d %s images (%s); wrote %s",
         result.map50,
+        f"{interval.low:.4f}-{interval.high:.4f}"
+        if interval is not None and interval.low is not None and interval.high is not None
+        else "n/a",
         len(samples),
         split,
         ap_text,
         metrics_file(out_dir),
     )
     return metrics
+
+
+def write_class_thresholds(
+    model_dir: Path, data_dir: Path, settings: EvaluateConfig, split: str = "val"
+) -> ClassThresholds:
+    """Choose per-class score thresholds on ``split`` and write them into the model folder.
+
+    The edge module reads ``thresholds.json`` next to its ``.tflite`` (the export folder carries
+    it along), and ``ppe evaluate`` reports the operating point with it.
+
+    Args:
+        model_dir: a model folder (``model.keras`` + ``model.json``).
+        data_dir: a Pascal VOC dataset.
+        settings: detection settings (score threshold, NMS) of the evaluation.
+        split: the split to choose on (validation: never the split the model is scored on).
+
+    Returns:
+        The document written to ``model_dir/thresholds.json``.
+
+    Raises:
+        PpeError: an empty split or unreadable data.
+    """
+    from ppe.data.voc import load_split
+    from ppe.model.bundle import load_model_dir, read_model_json
+
+    spec = read_model_json(model_dir).spec
+    samples = load_split(data_dir, split, list(spec.class_names))
+    if not samples:
+        raise PpeError(
+            f"{data_dir}: split {split!r} has no images (ImageSets/Main/{split}.txt is empty); "
+            "per-class thresholds are chosen on a validation split: give the dataset one"
+        )
+    model, spec, _ = load_model_dir(model_dir)
+    found = detect_split(keras_predict(model), spec, samples, settings)
+    result = evaluate_voc_map(
+        found.ground_truths, found.detections, spec.class_names, settings.iou_threshold
+    )
+    chosen = ClassThresholds(
+        split=split,
+        criterion=CRITERION,
+        thresholds=choose_thresholds(_outcomes(result), spec.class_names),
+    )
+    chosen.write(thresholds_file(model_dir))
+    logger.info("per-class score thresholds on the %s split: %s", split, chosen.thresholds)
+    return chosen

@@ -174,6 +174,32 @@ class ClassResult:
 
 
 @dataclass(frozen=True, eq=False)
+class DetectionOutcomes:
+    """What the metric decided for every detection, and the boxes it counted, per image.
+
+    A detection's outcome depends only on its own image (its rank among the image's detections
+    of its class), so these arrays are all that resampling images needs
+    (:mod:`ppe.evaluate.bootstrap`).
+
+    Attributes:
+        num_images: Images evaluated.
+        num_ground_truth: ``(num_images, num_classes)`` int64 non-difficult boxes per image.
+        image: ``(num_detections,)`` int64 image index of each detection (input row order).
+        label: ``(num_detections,)`` int64 class index.
+        score: ``(num_detections,)`` float64 confidence.
+        outcome: ``(num_detections,)`` int8: 1 true positive, 0 false positive, -1 ignored
+            (matched a difficult box).
+    """
+
+    num_images: int
+    num_ground_truth: IntArray
+    image: IntArray
+    label: IntArray
+    score: FloatArray
+    outcome: npt.NDArray[np.int8]
+
+
+@dataclass(frozen=True, eq=False)
 class VocMapResult:
     """The outcome of :func:`evaluate_voc_map`.
 
@@ -183,12 +209,14 @@ class VocMapResult:
         iou_threshold: The IoU a detection needs (``>=``) to match.
         num_images: Images evaluated.
         classes: Per-class results, in class-index order.
+        outcomes: Every detection's outcome (for resampling); None only when built by hand.
     """
 
     map50: float
     iou_threshold: float
     num_images: int
     classes: tuple[ClassResult, ...] = field(default_factory=tuple)
+    outcomes: DetectionOutcomes | None = None
 
     @property
     def ap(self) -> dict[str, float | None]:
@@ -502,6 +530,19 @@ def evaluate_arrays(
                 num_ignored=int((~keep).sum()),
             )
         )
+    outcome = np.zeros(len(order), dtype=np.int8)
+    outcome[order[is_tp]] = 1
+    outcome[order[ignored]] = -1
+    per_image = np.zeros((num_images, num_classes), dtype=np.int64)
+    np.add.at(per_image, (gt_image[~gt_difficult], gt_labels[~gt_difficult]), 1)
+    outcomes = DetectionOutcomes(
+        num_images=num_images,
+        num_ground_truth=per_image,
+        image=np.asarray(det_image, dtype=np.int64),
+        label=np.asarray(det_labels, dtype=np.int64),
+        score=np.asarray(det_scores, dtype=np.float64),
+        outcome=outcome,
+    )
     counted = [r.ap for r in results if r.ap is not None]
     if counted:
         map50 = float(sum(counted) / len(counted))
@@ -513,4 +554,5 @@ def evaluate_arrays(
         iou_threshold=float(iou_threshold),
         num_images=num_images,
         classes=tuple(results),
+        outcomes=outcomes,
     )

@@ -11,6 +11,10 @@ document                      file               written by           read by
 :class:`GateDecision`         ``gate.json``      ``ppe gate``         register, report, ADO
 :class:`RegisterRecord`       ``register.json``  ``ppe register``     report, the runners
 :class:`ExportMetrics`        ``metrics.json``   ``ppe export``       benchmarks, edge
+:class:`DetectionOutcomes`    ``outcomes.json``  ``ppe evaluate``,    gate (paired bootstrap)
+                                                 ``ppe champion``
+:class:`PrCurves`             ``pr_curves.json`` ``ppe evaluate``     report
+:class:`ClassThresholds`      ``thresholds.json`` (in a model folder, the edge reads it)
 ============================  =================  ===================  ==========================
 
 :meth:`Document.write` writes atomically (no NaN: a score that is not a number is ``null``);
@@ -119,8 +123,71 @@ class Thresholds(BaseModel):
     ap_definition: str
 
 
+class Interval(BaseModel):
+    """A two-sided interval; None ends when no resample had a value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    low: float | None
+    high: float | None
+
+
+class BootstrapIntervals(BaseModel):
+    """Bootstrap intervals of mAP@0.5 and per-class AP (:mod:`ppe.evaluate.bootstrap`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: str
+    level: float
+    resamples: int
+    seed: int
+    map50: Interval
+    ap: dict[str, Interval]
+
+
+class OperatingClass(BaseModel):
+    """One class's counts at its operating score threshold (same-class VOC matching)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: float
+    tp: int
+    fp: int
+    fn: int
+    precision: float | None
+    recall: float | None
+
+
+class ConfusionMatrix(BaseModel):
+    """Detections at the operating thresholds matched to boxes of any class (IoU >= 0.5).
+
+    ``counts[row][column]``: rows are the true classes then ``background`` (a detection that
+    matched no box), columns the predicted classes then ``missed`` (a box no detection matched).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rows: list[str]
+    columns: list[str]
+    counts: list[list[int]]
+
+
+class OperatingPoint(BaseModel):
+    """The detector as the edge runs it: counts at the edge's score thresholds, not at 0.01."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str
+    per_class: dict[str, OperatingClass]
+    confusion: ConfusionMatrix
+
+
 class EvaluationMetrics(Document):
-    """``metrics.json``: mAP@0.5 (PASCAL VOC) of one model on one split of one dataset."""
+    """``metrics.json``: mAP@0.5 (PASCAL VOC) of one model on one split of one dataset.
+
+    ``bootstrap`` and ``operating_point`` are None only in documents written before they
+    existed.
+    """
 
     WRITER: ClassVar[str] = "ppe evaluate"
 
@@ -136,6 +203,62 @@ class EvaluationMetrics(Document):
     model_hash: str
     backend: str
     images_per_second: float
+    bootstrap: BootstrapIntervals | None = None
+    operating_point: OperatingPoint | None = None
+
+
+class DetectionOutcomes(Document):
+    """``outcomes.json``: what the metric decided for each detection, per image.
+
+    ``num_ground_truth[i][c]`` counts image ``i``'s non-difficult boxes of class ``c``; the
+    detection columns ``image``, ``label``, ``score`` and ``outcome`` (1 true positive, 0 false
+    positive, -1 ignored) have one entry per detection. Resampling images needs nothing else.
+    """
+
+    WRITER: ClassVar[str] = "ppe evaluate"
+
+    image_ids: list[str]
+    classes: list[str]
+    num_ground_truth: list[list[int]]
+    image: list[int]
+    label: list[int]
+    score: list[float]
+    outcome: list[Literal[-1, 0, 1]]
+
+
+class PrCurve(BaseModel):
+    """One class's precision-recall curve (at most a few hundred points)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    precision: list[float]
+    recall: list[float]
+
+
+class PrCurves(Document):
+    """``pr_curves.json``: the precision-recall curve of every class."""
+
+    WRITER: ClassVar[str] = "ppe evaluate"
+
+    curves: dict[str, PrCurve]
+
+
+class ClassThresholds(Document):
+    """``thresholds.json`` in a model folder: per-class score thresholds chosen on a split.
+
+    A class's threshold in force on the edge is the larger of the live ``score_threshold`` and
+    its entry here (:meth:`in_force`).
+    """
+
+    WRITER: ClassVar[str] = "ppe evaluate --choose-thresholds"
+
+    split: str
+    criterion: str
+    thresholds: dict[str, float]
+
+    def in_force(self, class_names: list[str] | tuple[str, ...], floor: float) -> list[float]:
+        """The threshold of each class (in ``class_names`` order) given the live floor."""
+        return [max(floor, self.thresholds.get(name, floor)) for name in class_names]
 
 
 class DatasetRecord(Document):
@@ -188,6 +311,20 @@ class ChampionRecord(Document):
         return self.version is not None
 
 
+class PairedComparison(BaseModel):
+    """Challenger minus champion on the same images, with its paired bootstrap interval."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: str
+    images: int
+    difference: float | None
+    interval: Interval
+    level: float
+    resamples: int
+    seed: int
+
+
 class GateDecision(Document):
     """``gate/gate.json``: whether the challenger replaces the champion, and why.
 
@@ -205,6 +342,9 @@ class GateDecision(Document):
         champion_model_hash: The champion's model hash, None when there is no champion.
         champion_version: The champion's registry version, when the gate knows it.
         champion_reevaluated: Whether the champion was re-evaluated through the hook.
+        decision: The configured rule (``gate.decision``): ``point`` or ``paired_interval``.
+        paired: The paired comparison on the same images, when both evaluations have their
+            ``outcomes.json``.
     """
 
     WRITER: ClassVar[str] = "ppe gate"
@@ -223,6 +363,8 @@ class GateDecision(Document):
     champion_model_hash: str | None
     champion_version: int | None = None
     champion_reevaluated: bool = False
+    decision: Literal["point", "paired_interval"] = "point"
+    paired: PairedComparison | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form (with the schema version)."""

@@ -9,7 +9,8 @@ node's output folder. A local run folder ``<out>/<run id>/`` therefore holds::
     data_check.txt         the data check's verdict
     train/                 model/, train.json, dataset.json, checkpoints, TensorBoard logs
     champion/              champion.json; if there is a champion: model/ and evaluate/
-    evaluate/              metrics.json, pr_curves.json, ground-truth/, detection-results/
+    evaluate/              metrics.json, pr_curves.json, outcomes.json, ground-truth/,
+                           detection-results/
     gate/gate.json         champion vs challenger decision
     register/register.json the registered version and whether it became champion
     export/                LiteRT models, labels.txt, model.json, metrics.json
@@ -34,6 +35,8 @@ DATA_DIR = "data"
 MODEL_DIR = "model"
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "pr_curves.json"
+OUTCOMES_FILE = "outcomes.json"
+THRESHOLDS_FILE = "thresholds.json"
 TRAIN_SUMMARY_FILE = "train.json"
 DATASET_FILE = "dataset.json"
 CHAMPION_FILE = "champion.json"
@@ -65,6 +68,16 @@ def metrics_file(evaluate_dir: Path) -> Path:
 def curves_file(evaluate_dir: Path) -> Path:
     """``pr_curves.json`` of an evaluation folder."""
     return evaluate_dir / CURVES_FILE
+
+
+def outcomes_file(evaluate_dir: Path) -> Path:
+    """``outcomes.json`` of an evaluation folder (per-detection outcomes, for resampling)."""
+    return evaluate_dir / OUTCOMES_FILE
+
+
+def thresholds_file(model_folder: Path) -> Path:
+    """``thresholds.json`` of a model folder (or an export folder): per-class score thresholds."""
+    return model_folder / THRESHOLDS_FILE
 
 
 def train_summary_file(train_dir: Path) -> Path:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +50,16 @@ def test_import_real_hardhat_then_check_is_clean(
     assert written == Counter(helmet=source_counts["helmet"], head=source_counts["head"])
     ids = {split: voc.read_split_ids(out, split) for split in voc.SPLITS}
     assert sum(map(len, ids.values())) == num_images
-    assert len(ids["train"]) == num_images - round(num_images * 0.15) * 2
+    # The full set comes in its own train/ and val/ folders: the import keeps them. The vendored
+    # sample is a val/ folder alone (nothing to train on): it is split with data.split.
+    own = {
+        split: sorted(path.stem for path in (hardhat_voc / "images" / split).glob("*.png"))
+        for split in voc.SPLITS
+    }
+    if own["train"]:
+        assert ids == own
+    else:
+        assert len(ids["train"]) == num_images - round(num_images * 0.15) * 2
     # Images are copied byte for byte, PNG kept as PNG inside JPEGImages/.
     for image in (hardhat_voc / "images").rglob("*.png"):
         assert (out / "JPEGImages" / image.name).read_bytes() == image.read_bytes()
@@ -64,13 +75,21 @@ def test_import_real_hardhat_then_check_is_clean(
     assert main(["data", "hash", str(out)]) == 0
     assert capsys.readouterr().out == f"{digest}\n"
 
-    # Same source, same seed: same dataset. A non-empty --out needs --force.
+    # Same source: same dataset. A non-empty --out needs --force.
     assert main(import_args(hardhat_voc, out)) == 1
     assert voc.dataset_hash(out) == digest
     assert main(import_args(hardhat_voc, out, "--force")) == 0
     assert voc.dataset_hash(out) == digest
+    # Kept folders win over data.split (the seed changes nothing) unless --resplit is given.
     assert main(import_args(hardhat_voc, out, "--force", "--set", "data.split.seed=1")) == 0
-    assert voc.dataset_hash(out) != digest
+    assert (voc.dataset_hash(out) == digest) == bool(own["train"])
+    assert main(import_args(hardhat_voc, out, "--force", "--resplit")) == 0
+    ids = {split: voc.read_split_ids(out, split) for split in voc.SPLITS}
+    assert len(ids["train"]) == num_images - round(num_images * 0.15) * 2
+    resplit = voc.dataset_hash(out)
+    seed_1 = import_args(hardhat_voc, out, "--force", "--resplit", "--set", "data.split.seed=1")
+    assert main(seed_1) == 0
+    assert voc.dataset_hash(out) != resplit
 
 
 def test_import_renames_with_class_map(sample_source: SourceFactory, tmp_path: Path) -> None:
@@ -276,3 +295,89 @@ def test_synth_cli_writes_clean_dataset(tmp_path: Path, capsys: pytest.CaptureFi
     assert line.startswith(f"{out}: 12 scenes") and voc.dataset_hash(out) in line
     assert main(["data", "check", str(out), "--config", "smoke"]) == 0
     assert len(list((out / "JPEGImages").glob("*.jpg"))) == 12
+
+
+def _split_source(tmp_path: Path, layout: list[str]) -> Path:
+    """Sample pairs, the i-th image and its XML in the folder ``layout[i]`` ('' for none)."""
+    from testing.integration.data.conftest import SAMPLE
+
+    source = tmp_path / "split-src"
+    names = sorted(path.stem for path in (SAMPLE / "annotations").glob("*.xml"))
+    for name, folder in zip(names, layout, strict=False):
+        image_dir = source / "images" / folder if folder else source / "images"
+        xml_dir = source / "annotations" / folder if folder else source / "annotations"
+        image_dir.mkdir(parents=True, exist_ok=True)
+        xml_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SAMPLE / "annotations" / f"{name}.xml", xml_dir / f"{name}.xml")
+        shutil.copyfile(SAMPLE / "images" / "val" / f"{name}.png", image_dir / f"{name}.png")
+    return source
+
+
+def test_import_keeps_train_val_test_folders(tmp_path: Path) -> None:
+    # Roboflow-style names: train/, valid/, test/ (valid means val).
+    source = _split_source(tmp_path, ["train", "train", "valid", "test", "train"])
+    out = tmp_path / "voc"
+    assert main(import_args(source, out)) == 0
+    sizes = {split: len(voc.read_split_ids(out, split)) for split in voc.SPLITS}
+    assert sizes == {"train": 3, "val": 1, "test": 1}
+    assert json.loads((out / "import.json").read_text())["split"] is None
+    record = json.loads((out / "import.json").read_text())
+    assert record["split_source"] == "the source's split folders" and record["split"] is None
+
+
+def test_import_refuses_images_partly_in_split_folders(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = _split_source(tmp_path, ["train", "val", ""])
+    out = tmp_path / "voc"
+    assert main(import_args(source, out)) == 1
+    message = caplog.text
+    assert str(source / "images") in message and "in no train/, val/ or test/ folder" in message
+    assert "--resplit" in message
+    assert_nothing_written(out)
+    assert main(import_args(source, out, "--resplit")) == 0
+
+
+def test_split_folders_without_training_images_are_split_with_data_split(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = _split_source(tmp_path, ["val", "val", "test", "val"])
+    out = tmp_path / "voc"
+    assert main(import_args(source, out)) == 0
+    assert "hold no training images" in caplog.text and "--eval-only" in caplog.text
+    assert len(voc.read_split_ids(out, "train")) == 4 - 2 * round(4 * 0.15)
+    assert json.loads((out / "import.json").read_text())["split_source"] == "data.split (seeded)"
+
+
+def test_import_refuses_an_xml_and_image_in_different_splits(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = _split_source(tmp_path, ["train", "val"])
+    xml = next((source / "annotations" / "val").glob("*.xml"))
+    xml.rename(source / "annotations" / "train" / xml.name)
+    out = tmp_path / "voc"
+    assert main(import_args(source, out)) == 1
+    assert f"{source / 'annotations' / 'train'}/ (train)" in caplog.text
+    assert "move one so both are in the same split" in caplog.text
+    assert_nothing_written(out)
+
+
+def test_eval_only_puts_every_image_in_test(
+    sample_source: SourceFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A source with a train/ folder is a full dataset: --eval-only refuses it, naming it.
+    full = _split_source(tmp_path, ["train", "val", "test"])
+    out = tmp_path / "voc"
+    assert main(import_args(full, out, "--eval-only")) == 1
+    assert f"{full / 'images' / 'train'}: --eval-only puts every image" in caplog.text
+    assert_nothing_written(out)
+    source = sample_source(4)  # images under images/val/
+    assert main(import_args(source, out, "--eval-only")) == 0
+    sizes = {split: len(voc.read_split_ids(out, split)) for split in voc.SPLITS}
+    assert sizes == {"train": 0, "val": 0, "test": 4}
+    assert main(["data", "check", str(out)]) == 0
+    record = json.loads((out / "import.json").read_text())
+    assert record["split_source"] == "evaluation only (every image in test)"
+    # Evaluation-only and re-splitting contradict each other.
+    with pytest.raises(SystemExit):
+        main(import_args(source, tmp_path / "x", "--eval-only", "--resplit"))
