@@ -133,6 +133,8 @@ class TrainConfig(Section):
     steps_per_epoch: Annotated[int, Field(ge=1)] | None = None
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
     warmup_epochs: Annotated[int, Field(ge=0)] = 1
+    # Fraction of every convolution kernel removed per step at the peak learning rate (decoupled,
+    # following the schedule; see ppe.model.training.make_optimizer).
     weight_decay: Annotated[float, Field(ge=0.0, le=0.1)] = 5e-4
     ignore_threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
     max_boxes: Annotated[int, Field(ge=1, le=1000)] = 100

@@ -47,20 +47,40 @@ _PARTS: tuple[tuple[str, str], ...] = (
 def make_optimizer(
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
     weight_decay: float = 5e-4,
+    peak_learning_rate: float | None = None,
     **kwargs: Any,
 ) -> keras.optimizers.AdamW:
     """AdamW with decoupled weight decay on convolution kernels only.
 
+    ``weight_decay`` is the fraction of every decayed weight removed by one optimizer step at the
+    peak learning rate; the decay follows the learning-rate schedule (half the rate, half the
+    decay), which is the schedule multiplier of Loshchilov & Hutter's AdamW
+    (https://arxiv.org/abs/1711.05101, Algorithm 2). Keras's ``AdamW`` multiplies its
+    ``weight_decay`` by the learning rate itself (``w -= w * weight_decay * lr``,
+    https://keras.io/api/optimizers/adamw/), so it is given ``weight_decay / peak``: passing the
+    configured value straight through would decay 1,000 times less at a 1e-3 learning rate.
+
     Args:
         learning_rate: a float or a Keras schedule.
-        weight_decay: decoupled decay coefficient (Darknet uses 5e-4 as its L2 ``decay``).
+        weight_decay: fraction of each kernel removed per step at the peak learning rate.
+        peak_learning_rate: the schedule's largest value; needed when ``learning_rate`` is a
+            schedule, and defaults to ``learning_rate`` when that is a float.
         **kwargs: passed to ``keras.optimizers.AdamW`` (e.g. ``clipnorm``).
 
     Returns:
         The optimizer; batch-norm ``gamma``/``beta`` and biases are excluded from the decay.
+
+    Raises:
+        ValueError: a schedule without ``peak_learning_rate``, or a non-positive peak.
     """
+    if peak_learning_rate is None:
+        if not isinstance(learning_rate, int | float):
+            raise ValueError("peak_learning_rate is required when learning_rate is a schedule")
+        peak_learning_rate = float(learning_rate)
+    if peak_learning_rate <= 0:
+        raise ValueError(f"peak_learning_rate must be > 0, got {peak_learning_rate}")
     optimizer = keras.optimizers.AdamW(
-        learning_rate=learning_rate, weight_decay=weight_decay, **kwargs
+        learning_rate=learning_rate, weight_decay=weight_decay / peak_learning_rate, **kwargs
     )
     optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
     return optimizer

@@ -238,6 +238,7 @@ def train(
         optimizer = make_optimizer(
             _learning_rate(config, steps),
             weight_decay=config.train.weight_decay,
+            peak_learning_rate=config.train.learning_rate,
             global_clipnorm=10.0,
         )
         trainer.compile(optimizer=optimizer, jit_compile=config.train.jit_compile)

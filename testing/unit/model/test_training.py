@@ -84,6 +84,26 @@ def test_optimizer_decays_kernels_only() -> None:
     assert decayed == {"kernel"}
 
 
+def test_weight_decay_is_the_fraction_removed_per_step_at_the_peak_rate() -> None:
+    """One step with a zero gradient: Adam's update is 0, so only the decay moves the weights.
+
+    Keras AdamW computes ``w -= w * weight_decay * lr`` (https://keras.io/api/optimizers/adamw/);
+    the configured value must be the per-step fraction at the peak rate, not 1,000 times less.
+    """
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([0], [1e-3, 5e-4])
+    optimizer = make_optimizer(schedule, weight_decay=0.01, peak_learning_rate=1e-3)
+    kernel = keras.Variable(np.ones((2, 2), np.float32), name="kernel")
+    bias = keras.Variable(np.ones((2,), np.float32), name="bias")
+    zeros = [np.zeros((2, 2), np.float32), np.zeros((2,), np.float32)]
+    optimizer.apply_gradients(zip(zeros, [kernel, bias], strict=True))
+    np.testing.assert_allclose(kernel.numpy(), 0.99, rtol=1e-6)  # at the peak rate: 1%
+    np.testing.assert_allclose(bias.numpy(), 1.0)  # biases are not decayed
+    optimizer.apply_gradients(zip(zeros, [kernel, bias], strict=True))
+    np.testing.assert_allclose(kernel.numpy(), 0.99 * 0.995, rtol=1e-6)  # half rate: half decay
+    with pytest.raises(ValueError, match="peak_learning_rate is required"):
+        make_optimizer(schedule)
+
+
 def test_non_finite_loss_reaches_the_caller(trained: Trained) -> None:
     history = trained.trainer.fit(
         _dataset(batch_size=2, poison=True),
