@@ -86,6 +86,71 @@ def make_optimizer(
     return optimizer
 
 
+#: Layer-name prefix of the backbone (see :mod:`ppe.model.yolov3`); the neck and heads follow it.
+BACKBONE_PREFIX = "backbone_"
+
+
+def backbone_layers(detector: keras.Model) -> list[keras.layers.Layer]:
+    """The detector's backbone layers that hold weights (convolutions and batch norms)."""
+    return [
+        layer
+        for layer in detector.layers
+        if layer.name.startswith(BACKBONE_PREFIX) and layer.weights
+    ]
+
+
+class FreezeBackbone(keras.callbacks.Callback):  # type: ignore[misc]
+    """Keep the backbone frozen for the first ``epochs`` epochs of ``fit``, then train it.
+
+    Frozen means not trainable: no gradient, no weight decay, and batch norm in inference mode
+    (its moving statistics stay those of the pretrained weights). At each change the training
+    function is rebuilt, as Keras requires when ``trainable`` changes during ``fit``
+    (https://keras.io/api/layers/base_layer/#trainable-property). The epoch index comes from
+    ``fit``, so a run resumed by ``BackupAndRestore`` freezes exactly the epochs it should.
+
+    Args:
+        detector: the inference model that the trainer wraps.
+        epochs: number of leading epochs with a frozen backbone (0: never frozen).
+    """
+
+    def __init__(self, detector: keras.Model, epochs: int) -> None:
+        super().__init__()
+        self.detector = detector
+        self.epochs = int(epochs)
+        self.layers = backbone_layers(detector)
+        if epochs and not self.layers:
+            raise ValueError(f"{detector.name} has no layer named {BACKBONE_PREFIX}*")
+
+    def _set(self, trainable: bool) -> bool:
+        changed = any(layer.trainable != trainable for layer in self.layers)
+        for layer in self.layers:
+            layer.trainable = trainable
+        return changed
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Freeze before the first step (the epoch callbacks then keep the state right)."""
+        optimizer = self.model.optimizer
+        if self.epochs and optimizer is not None and not optimizer.built:
+            # Slots for every variable, frozen ones included, so that unfreezing finds them.
+            optimizer.build(self.model.trainable_variables)
+        if self.epochs and self._set(False):
+            self.model.make_train_function(force=True)
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Freeze or unfreeze for ``epoch`` (0-based) and rebuild the step if that changed."""
+        if self._set(epoch >= self.epochs):
+            logger.info(
+                "epoch %d: backbone %s",
+                epoch + 1,
+                "trainable" if epoch >= self.epochs else "frozen",
+            )
+            self.model.make_train_function(force=True)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """Leave the backbone trainable (the saved model carries no training-only state)."""
+        self._set(True)
+
+
 class YoloTrainer(keras.Model):  # type: ignore[misc]
     """Trains an inference model with the YOLOv3 loss through ``compile``/``fit``/``evaluate``.
 

@@ -170,7 +170,7 @@ def train(
     from ppe.model.bundle import load_model_dir, save_model_dir
     from ppe.model.darknet_weights import transfer
     from ppe.model.spec import YoloSpec
-    from ppe.model.training import YoloTrainer, make_optimizer
+    from ppe.model.training import FreezeBackbone, YoloTrainer, make_optimizer
     from ppe.model.yolov3 import build_model
 
     is_chief, worker_index = worker_role(environ or {})
@@ -203,7 +203,9 @@ def train(
     if config.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = select_strategy(environ or {})
-    spec = YoloSpec.default(config.model.architecture, classes, config.model.image_size)
+    spec = YoloSpec.default(
+        config.model.architecture, classes, config.model.image_size, anchors=config.model.anchors
+    )
     batch = config.train.batch_size
     steps = config.train.steps_per_epoch or steps_for(len(train_samples), batch)
     train_ds = build_dataset(
@@ -253,6 +255,8 @@ def train(
     if tracker is not None:
         tracker.log_start(config, {"data_hash": data_hash, "config_hash": config.hash()})
     callbacks, guard = _make_callbacks(out_dir, config, tracker)
+    if config.train.freeze_backbone_epochs:
+        callbacks.insert(1, FreezeBackbone(model, config.train.freeze_backbone_epochs))
     started = time.perf_counter()
     status = "FAILED"
     try:

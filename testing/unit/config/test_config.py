@@ -70,6 +70,19 @@ def test_hash_changes_with_any_value() -> None:
             r"alert_min_frames \(K\) must not exceed alert_window_frames \(N\)",
         ),
         (["train.epochs"], r"write it as section.key=value"),
+        (["train.freeze_backbone_epochs=2"], r"freeze_backbone_epochs .* set train.init_from"),
+        (
+            ["train.init_from=weights", "train.epochs=3", "train.freeze_backbone_epochs=4"],
+            r"freeze_backbone_epochs \(4\) must not exceed epochs \(3\)",
+        ),
+        (
+            ["model.anchors=[[10, 14], [23, 27]]"],
+            r"model: anchors: yolov3_tiny needs 6 .* `ppe data anchors --count 6`",
+        ),
+        (
+            ["model.anchors=[[10, 0]]"],
+            r"model.anchors.0.1: Input should be greater than or equal to 1",
+        ),
     ],
 )
 def test_bad_values_are_named_with_the_fix(overrides: list[str], expected: str) -> None:
