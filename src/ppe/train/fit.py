@@ -169,6 +169,7 @@ def train(
     from ppe.data.voc import dataset_hash, load_split
     from ppe.model.bundle import load_model_dir, save_model_dir
     from ppe.model.darknet_weights import transfer
+    from ppe.model.heads import init_head
     from ppe.model.spec import YoloSpec
     from ppe.model.training import FreezeBackbone, YoloTrainer, make_optimizer
     from ppe.model.yolov3 import build_model
@@ -232,10 +233,14 @@ def train(
 
     with strategy.scope():
         model = build_model(spec)
+        source, source_spec, new_outputs = None, None, list(spec.strides)
         if config.train.init_from is not None:
-            source, _, _ = load_model_dir(config.train.init_from)
+            source, source_spec, _ = load_model_dir(config.train.init_from)
             report = transfer(source, model)
             logger.info("initialised from %s: %s", config.train.init_from, report)
+            new_outputs = [s for s in spec.strides if f"head_s{s}_output_conv" not in report.copied]
+        # Outputs that start fresh get score priors (and the source's box rows where it can).
+        init_head(model, spec, source=source, source_spec=source_spec, strides=new_outputs)
         trainer = YoloTrainer(model, spec, ignore_threshold=config.train.ignore_threshold)
         optimizer = make_optimizer(
             _learning_rate(config, steps),
