@@ -70,7 +70,7 @@ class ModelConfig(Section):
         if self.anchors is not None and len(self.anchors) != needed:
             raise ValueError(
                 f"anchors: {self.architecture} needs {needed} (width, height) pairs (3 per "
-                f"output), got {len(self.anchors)}; run `ppe data anchors --count {needed}` or "
+                f"output), got {len(self.anchors)}; `ppe data anchors` fits them to a dataset, or "
                 "set model.anchors to null for Darknet's"
             )
         return self

@@ -12,6 +12,7 @@ Output folder (``--out``)::
     dataset.json           the dataset content hash and split sizes
     checkpoints/backup/    BackupAndRestore state (weights, optimizer, epoch): resume after a kill
     checkpoints/epoch-NNN.weights.h5
+    checkpoints/best.weights.h5, best.json   the best epoch by validation mAP@0.5 (shipped)
     tensorboard/           TensorBoard event files
     model/                 the trained model folder (model.keras, saved_model/, model.json)
     train.json             summary: epochs, losses, images/s, hashes, MLflow run id
@@ -173,6 +174,7 @@ def train(
     from ppe.model.spec import YoloSpec
     from ppe.model.training import FreezeBackbone, YoloTrainer, make_optimizer
     from ppe.model.yolov3 import build_model
+    from ppe.train.best import BestEpoch, map50_scorer
 
     is_chief, worker_index = worker_role(environ or {})
     if not is_chief:
@@ -262,6 +264,18 @@ def train(
     callbacks, guard = _make_callbacks(out_dir, config, tracker)
     if config.train.freeze_backbone_epochs:
         callbacks.insert(1, FreezeBackbone(model, config.train.freeze_backbone_epochs))
+    best = (
+        BestEpoch(
+            model,
+            map50_scorer(spec, val_samples, config.evaluate),
+            out_dir,
+            resume=resumed_from > 0,
+        )
+        if val_samples
+        else None
+    )
+    if best is not None:
+        callbacks.insert(1, best)  # before History and MLflow, which record its val_map50
     started = time.perf_counter()
     status = "FAILED"
     try:
@@ -293,6 +307,11 @@ def train(
             "config_hash": config.hash(),
             "data_hash": data_hash,
             "epochs": config.train.epochs,
+            # The epoch shipped: the best by validation mAP@0.5 (the last without a val split).
+            "epoch": best.best_epoch if best is not None else config.train.epochs,
+            "val_map50": (
+                best.best_score if best is not None and math.isfinite(best.best_score) else None
+            ),
             "mlflow_run_id": tracker.run_id if tracker else None,
         },
     )

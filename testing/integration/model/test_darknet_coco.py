@@ -263,3 +263,7 @@ def test_import_darknet_command_writes_model_folders(
         "head_s16_output_conv",
     ]
     assert metadata["transfer"]["copied_layers"] == 22
+    # The new outputs start at the score priors with COCO's box rows (ppe.model.heads).
+    assert metadata["head_init"]["box_rows_from_source"] == [32, 16]
+    bias = model.get_layer("head_s32_output_conv").get_weights()[1].reshape(3, 7)
+    np.testing.assert_allclose(bias[:, 4], metadata["head_init"]["objectness_bias"]["32"])
