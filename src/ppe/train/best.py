@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from ppe.config import EvaluateConfig
 from ppe.model.spec import YoloSpec
@@ -35,11 +36,16 @@ def map50_scorer(spec: YoloSpec, samples: Sequence[Any], settings: EvaluateConfi
 
     An undefined mAP (no ground truth) scores ``-inf`` so it never wins.
     """
-    from ppe.evaluate.detect import detect_split, keras_predict
+    from ppe.evaluate.detect import detect_split
     from ppe.evaluate.voc_map import evaluate_voc_map
 
     def score(detector: keras.Model) -> float:
-        found = detect_split(keras_predict(detector), spec, samples, settings)
+        def predict(batch: Any) -> list[Any]:
+            # A plain call, not predict_on_batch: it also works in the cross-replica context of
+            # a multi-worker strategy, whose predict wants a sharded tf.data input.
+            return [np.asarray(output) for output in detector(batch, training=False)]
+
+        found = detect_split(predict, spec, samples, settings)
         result = evaluate_voc_map(
             found.ground_truths, found.detections, spec.class_names, settings.iou_threshold
         )

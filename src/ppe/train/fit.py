@@ -229,7 +229,7 @@ def train(
             spec,
             PipelineSpec(batch, False, config.train.augment, config.train.max_boxes),
         )
-        if val_samples
+        if val_samples and is_chief  # only the chief's model is shipped
         else None
     )
 
@@ -271,7 +271,7 @@ def train(
             out_dir,
             resume=resumed_from > 0,
         )
-        if val_samples
+        if val_samples and is_chief  # only the chief's model is shipped
         else None
     )
     if best is not None:
