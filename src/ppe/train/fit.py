@@ -229,7 +229,7 @@ def train(
             spec,
             PipelineSpec(batch, False, config.train.augment, config.train.max_boxes),
         )
-        if val_samples and is_chief  # only the chief's model is shipped
+        if val_samples
         else None
     )
 
@@ -271,7 +271,9 @@ def train(
             out_dir,
             resume=resumed_from > 0,
         )
-        if val_samples and is_chief  # only the chief's model is shipped
+        # Every worker scores: the same work in the same order keeps multi-worker collective
+        # ops in step (a non-chief worker's folder is scratch).
+        if val_samples
         else None
     )
     if best is not None:
