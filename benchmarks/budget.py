@@ -130,7 +130,12 @@ def fit_for_budget(
         samples, spec, PipelineSpec(batch_size, True, AugmentConfig(), 100, 1024, seed)
     )
     trainer = YoloTrainer(model, spec)
-    optimizer = make_optimizer(peak_learning_rate * 0.01, weight_decay=5e-4, global_clipnorm=10.0)
+    optimizer = make_optimizer(
+        peak_learning_rate * 0.01,
+        weight_decay=5e-4,
+        peak_learning_rate=peak_learning_rate,  # the rate is raised per step below
+        global_clipnorm=10.0,
+    )
     trainer.compile(optimizer=optimizer)
     run = BudgetRun(budget_s=budget_s, batch_size=batch_size, peak_learning_rate=peak_learning_rate)
 

@@ -37,6 +37,13 @@ class ModelConfig(Section):
     architecture: Literal["yolov3", "yolov3_tiny"] = "yolov3_tiny"
     image_size: Annotated[int, Field(ge=64, le=1024)] = 416
     classes: list[str] = Field(default_factory=lambda: ["helmet", "head"], min_length=1)
+    # Anchor (width, height) pairs in pixels of a 416x416 input, 3 per output (6 for yolov3_tiny,
+    # 9 for yolov3), e.g. from `ppe data anchors`; null: Darknet's anchors and masks, which the
+    # COCO weights were trained with. They are written into every model folder's model.json.
+    anchors: (
+        list[tuple[Annotated[int, Field(ge=1, le=4096)], Annotated[int, Field(ge=1, le=4096)]]]
+        | None
+    ) = None
 
     @field_validator("image_size")
     @classmethod
@@ -56,6 +63,17 @@ class ModelConfig(Section):
         if len(set(value)) != len(value):
             raise ValueError("class names must be unique")
         return value
+
+    @model_validator(mode="after")
+    def _anchor_count(self) -> ModelConfig:
+        needed = {"yolov3": 9, "yolov3_tiny": 6}[self.architecture]
+        if self.anchors is not None and len(self.anchors) != needed:
+            raise ValueError(
+                f"anchors: {self.architecture} needs {needed} (width, height) pairs (3 per "
+                f"output), got {len(self.anchors)}; `ppe data anchors` fits them to a dataset, or "
+                "set model.anchors to null for Darknet's"
+            )
+        return self
 
 
 class SynthConfig(Section):
@@ -133,18 +151,35 @@ class TrainConfig(Section):
     steps_per_epoch: Annotated[int, Field(ge=1)] | None = None
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
     warmup_epochs: Annotated[int, Field(ge=0)] = 1
+    # Fraction of every convolution kernel removed per step at the peak learning rate (decoupled,
+    # following the schedule; see ppe.model.training.make_optimizer).
     weight_decay: Annotated[float, Field(ge=0.0, le=0.1)] = 5e-4
     ignore_threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
     max_boxes: Annotated[int, Field(ge=1, le=1000)] = 100
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     seed: int = 0
     # Transfer learning: a model folder (e.g. from `ppe weights import-darknet`) whose backbone
-    # and neck initialise ours; frozen for `freeze_backbone_epochs` epochs.
+    # and neck initialise ours; the backbone is frozen (not trained, batch norm in inference mode)
+    # for the first `freeze_backbone_epochs` epochs.
     init_from: Path | None = None
     freeze_backbone_epochs: Annotated[int, Field(ge=0)] = 0
     mixed_precision: bool = False
     jit_compile: bool = False
     shuffle_buffer: Annotated[int, Field(ge=1)] = 1024
+
+    @model_validator(mode="after")
+    def _freeze_needs_weights(self) -> TrainConfig:
+        if self.freeze_backbone_epochs and self.init_from is None:
+            raise ValueError(
+                "freeze_backbone_epochs freezes pretrained weights: set train.init_from to a "
+                "model folder (e.g. from `ppe weights import-darknet`) or set it to 0"
+            )
+        if self.freeze_backbone_epochs > self.epochs:
+            raise ValueError(
+                f"freeze_backbone_epochs ({self.freeze_backbone_epochs}) must not exceed epochs "
+                f"({self.epochs})"
+            )
+        return self
 
 
 class EvaluateConfig(Section):

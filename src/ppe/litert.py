@@ -27,7 +27,7 @@ class LiteRTModel:
     """One ``.tflite`` file behind ``predict(batch) -> raw head outputs``.
 
     Args:
-        path: the ``.tflite`` file (a ``model.json`` or ``labels.txt`` beside it names the classes).
+        path: the ``.tflite`` file, with the ``model.json`` of its spec beside it.
         spec: the spec the file must match (input size, grids, classes).
         num_threads: interpreter threads.
 

@@ -1,4 +1,4 @@
-"""``ppe data`` subcommands: ``import``, ``synth``, ``check`` and ``hash``.
+"""``ppe data`` subcommands: ``import``, ``synth``, ``check``, ``hash`` and ``anchors``.
 
 Only the standard library and :mod:`ppe.config` / :mod:`ppe.errors` are imported at module level;
 each handler imports what it needs, so ``ppe --help`` stays fast.
@@ -86,6 +86,25 @@ def register(subparsers: Any) -> None:
     hasher.add_argument("dataset", type=Path, metavar="DIR")
     hasher.set_defaults(func=hash_command)
 
+    anchors = commands.add_parser(
+        "anchors",
+        help="fit anchors to a Pascal VOC dataset's boxes (k-means, IoU distance)",
+        description=(
+            "Cluster the letterboxed box shapes of one split into as many anchors as "
+            "model.architecture needs (6 for yolov3_tiny, 9 for yolov3) with the 1 - IoU "
+            "distance, print the mean best-anchor IoU of Darknet's anchors and of the fitted "
+            "ones, and the model.anchors YAML to put in a config (or write it with --out)."
+        ),
+    )
+    anchors.add_argument("dataset", type=Path, metavar="DIR")
+    anchors.add_argument("--split", default="train", choices=("train", "val", "test"))
+    anchors.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
+    anchors.add_argument(
+        "--out", type=Path, metavar="FILE", help="also write the YAML snippet to FILE"
+    )
+    add_config_arguments(anchors)
+    anchors.set_defaults(func=anchors_command)
+
 
 def import_command(args: argparse.Namespace) -> int:
     """``ppe data import``: write a VOC dataset under ``--out``; 0 on success."""
@@ -144,4 +163,27 @@ def hash_command(args: argparse.Namespace) -> int:
     from ppe.data.voc import dataset_hash
 
     sys.stdout.write(f"{dataset_hash(args.dataset)}\n")
+    return 0
+
+
+def anchors_command(args: argparse.Namespace) -> int:
+    """``ppe data anchors``: fitted anchors as config YAML on stdout; 0 on success."""
+    from ppe.data.anchors import dataset_anchors, mean_best_iou
+    from ppe.model.spec import YoloSpec
+
+    config = load_config(args.config, args.overrides)
+    darknet = YoloSpec.default(config.model.architecture, config.model.classes)
+    count = 3 * darknet.num_scales
+    fit, sizes = dataset_anchors(
+        args.dataset, config.model.classes, count, split=args.split, seed=args.seed
+    )
+    used = [darknet.anchors[index] for index in darknet.used_anchors]
+    sys.stdout.write(
+        f"{args.dataset} ({args.split}): {fit.boxes} boxes; mean best-anchor IoU "
+        f"{mean_best_iou(sizes, used):.3f} with Darknet's anchors, {fit.mean_iou:.3f} with these "
+        f"{count}:\n{fit.yaml()}"
+    )
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(fit.yaml(), encoding="utf-8")
     return 0

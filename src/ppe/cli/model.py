@@ -119,6 +119,7 @@ def import_darknet(args: argparse.Namespace) -> int:
 
     from ppe.model.bundle import save_model_dir
     from ppe.model.darknet_weights import load_darknet_weights, transfer
+    from ppe.model.heads import init_head
     from ppe.model.yolov3 import build_model
 
     source_model = build_model(source_spec)
@@ -138,6 +139,15 @@ def import_darknet(args: argparse.Namespace) -> int:
             "copied_layers": len(report.copied),
             "copied_values": report.copied_values,
             "skipped_layers": [name for name, _ in report.skipped],
+        }
+        # The new class-dependent outputs start at score priors, with COCO's box rows.
+        skipped = {name for name, _ in report.skipped}
+        fresh = [s for s in spec.strides if f"head_s{s}_output_conv" in skipped]
+        head = init_head(model, spec, source=source_model, source_spec=source_spec, strides=fresh)
+        metadata["head_init"] = {
+            "objectness_bias": {str(s): b for s, b in head.objectness_bias.items()},
+            "class_bias": head.class_bias,
+            "box_rows_from_source": head.box_rows_from,
         }
     save_model_dir(model, spec, args.out, metadata, overwrite=args.overwrite)
     logger.info(

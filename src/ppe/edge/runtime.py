@@ -13,9 +13,9 @@ Nothing here imports TensorFlow: the module image ships ``ai-edge-litert`` only.
    :meth:`ppe.model.preprocess.LetterboxTransform.to_original`.
 
 The model spec comes from a ``model.json`` next to the ``.tflite`` (a model-folder manifest with a
-``spec`` key, or a bare spec) or, when there is none, from the tensor shapes: two outputs mean
-YOLOv3-tiny, three mean YOLOv3, with Darknet's anchors; the class count is the last output
-dimension minus 5, and the class names come from the labels file.
+``spec`` key, or a bare spec; ``ppe export`` writes it). A model without one is refused: its
+anchors and masks cannot be read from the tensor shapes, and decoding with Darknet's defaults
+would silently misplace every box of a model trained with other anchors.
 
 A ``thresholds.json`` next to the ``.tflite`` (:class:`ppe.run.documents.ClassThresholds`,
 per-class score thresholds chosen on the validation split) raises each class's threshold: a
@@ -40,7 +40,7 @@ import numpy as np
 from ppe.errors import DocumentError, ModelLoadError
 from ppe.model.decode import Detections, detect
 from ppe.model.preprocess import PAD_VALUE, LetterboxTransform, resize_for_letterbox
-from ppe.model.spec import PPE_CLASS_NAMES, STRIDES, YoloSpec
+from ppe.model.spec import YoloSpec
 from ppe.run.documents import ClassThresholds
 from ppe.run.layout import thresholds_file
 
@@ -181,57 +181,6 @@ def _class_thresholds(model_path: Path, spec: YoloSpec) -> ClassThresholds | Non
     return chosen
 
 
-def infer_spec(
-    input_shape: Sequence[int],
-    output_shapes: Sequence[Sequence[int]],
-    class_names: Sequence[str] | None,
-) -> YoloSpec:
-    """Infer a spec from the interpreter's tensor shapes (Darknet anchors assumed).
-
-    Args:
-        input_shape: ``(1, S, S, 3)``.
-        output_shapes: per output ``(1, g, g, anchors, 5 + C)`` or ``(1, g, g, anchors * (5 + C))``.
-        class_names: names from the labels file, or None (``helmet, head`` for 2 classes, else
-            ``class_0..``).
-
-    Returns:
-        The spec.
-
-    Raises:
-        ModelLoadError: the shapes are not those of a YOLOv3 / YOLOv3-tiny detector.
-    """
-    if len(input_shape) != 4 or input_shape[1] != input_shape[2] or input_shape[3] != 3:
-        raise ModelLoadError(f"model input must be (1, S, S, 3), got {list(input_shape)}")
-    size = int(input_shape[1])
-    architecture = {2: "yolov3_tiny", 3: "yolov3"}.get(len(output_shapes))
-    if architecture is None:
-        raise ModelLoadError(
-            f"a YOLOv3 model has 3 outputs and YOLOv3-tiny 2, this one has {len(output_shapes)}"
-        )
-    last = [int(shape[-1]) for shape in output_shapes]
-    if any(len(shape) == 5 for shape in output_shapes):
-        depth = last[0]
-    elif last[0] % 3 == 0:
-        depth = last[0] // 3  # outputs without the final reshape: anchors * (5 + C)
-    else:
-        raise ModelLoadError(f"cannot read the class count from output shapes {output_shapes}")
-    num_classes = depth - 5
-    if num_classes < 1:
-        raise ModelLoadError(f"output depth {depth} leaves no room for classes (5 + C)")
-    if class_names is None:
-        class_names = (
-            PPE_CLASS_NAMES if num_classes == 2 else [f"class_{i}" for i in range(num_classes)]
-        )
-    if len(class_names) != num_classes:
-        raise ModelLoadError(
-            f"the model predicts {num_classes} classes but the labels name {len(class_names)}: "
-            f"{list(class_names)}; use the labels file exported with this model"
-        )
-    if size % max(STRIDES[architecture]):
-        raise ModelLoadError(f"model input side {size} is not a multiple of 32")
-    return YoloSpec.default(architecture, tuple(class_names), image_size=size)  # type: ignore[arg-type]
-
-
 def _quantization(detail: dict[str, Any]) -> tuple[float, int]:
     params = detail.get("quantization_parameters") or {}
     scales = np.asarray(params.get("scales", []), dtype=np.float64)
@@ -254,8 +203,8 @@ class LiteRTDetector:
 
     Args:
         model_path: the ``.tflite`` file.
-        labels_path: a labels file (one class name a line); optional when a ``model.json`` next to
-            the model names the classes.
+        labels_path: a labels file (one class name a line); optional, and when given it must
+            name the classes of the ``model.json`` next to the model.
         model_version: the deployed model version reported in results and alerts.
         num_threads: interpreter CPU threads.
         score_threshold: default minimum detection score (overridable per call).
@@ -310,8 +259,10 @@ class LiteRTDetector:
                 )
             logger.info("model spec from %s", spec_file)
         else:
-            spec = infer_spec(input_shape, output_shapes, labels)
-            logger.info("model spec inferred from tensor shapes (no %s next to it)", SPEC_FILE)
+            raise ModelLoadError(
+                f"no {SPEC_FILE} next to {path}: the model's anchors, masks and classes are "
+                f"unknown; deploy the {SPEC_FILE} that `ppe export` wrote beside this model"
+            )
         if input_shape != [1, spec.image_size, spec.image_size, 3]:
             raise ModelLoadError(
                 f"{path} input {input_shape} does not match the spec's "

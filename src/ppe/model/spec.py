@@ -36,7 +36,12 @@ YOLOV3_ANCHORS: tuple[tuple[int, int], ...] = (
 )
 YOLOV3_MASKS: tuple[tuple[int, ...], ...] = ((6, 7, 8), (3, 4, 5), (0, 1, 2))
 
-#: Darknet ``yolov3-tiny.cfg`` anchors and masks.
+#: Darknet ``yolov3-tiny.cfg`` anchors and the masks the official COCO weights were trained with.
+#: The first commit of pjreddie/darknet's ``cfg/yolov3-tiny.cfg`` (f6d8617, line 175) has
+#: ``mask = 1,2,3`` for the stride-16 output: anchor 3 is shared by both outputs and anchor 0 is
+#: unused. The file was later edited to ``0,1,2`` but the released ``yolov3-tiny.weights`` were
+#: not retrained (pjreddie/darknet#851, ultralytics/yolov3#1164), so decoding them with
+#: ``0,1,2`` gives every stride-16 box an anchor one slot too small.
 YOLOV3_TINY_ANCHORS: tuple[tuple[int, int], ...] = (
     (10, 14),
     (23, 27),
@@ -45,7 +50,7 @@ YOLOV3_TINY_ANCHORS: tuple[tuple[int, int], ...] = (
     (135, 169),
     (344, 319),
 )
-YOLOV3_TINY_MASKS: tuple[tuple[int, ...], ...] = ((3, 4, 5), (0, 1, 2))
+YOLOV3_TINY_MASKS: tuple[tuple[int, ...], ...] = ((3, 4, 5), (1, 2, 3))
 
 #: Output strides per architecture, largest first (the order of the model outputs).
 STRIDES: dict[str, tuple[int, ...]] = {"yolov3": (32, 16, 8), "yolov3_tiny": (32, 16)}
@@ -79,7 +84,8 @@ class YoloSpec:
         anchors: ``(width, height)`` pairs in pixels of a 416x416 input, as Darknet defines them.
             They are used in image-relative units (divided by 416), so they keep their relative
             size at any ``image_size``.
-        masks: for each output (stride 32 first), the indices into ``anchors`` it predicts.
+        masks: for each output (stride 32 first), the indices into ``anchors`` it predicts. An
+            anchor may belong to two outputs or to none; targets use only the anchors in a mask.
     """
 
     architecture: Architecture
@@ -113,12 +119,15 @@ class YoloSpec:
             )
         if len({len(mask) for mask in self.masks}) != 1 or not self.masks[0]:
             raise ValueError(f"every mask must list the same number of anchors, got {self.masks}")
-        flat = [index for mask in self.masks for index in mask]
-        if sorted(flat) != list(range(len(self.anchors))):
-            raise ValueError(
-                f"masks must use every anchor index 0..{len(self.anchors) - 1} exactly once, "
-                f"got {self.masks}"
-            )
+        for mask in self.masks:
+            if any(not 0 <= index < len(self.anchors) for index in mask):
+                raise ValueError(
+                    f"mask indices must lie in 0..{len(self.anchors) - 1} (the anchors), "
+                    f"got {self.masks}"
+                )
+            if len(set(mask)) != len(mask):
+                raise ValueError(f"a mask must not repeat an anchor index, got {self.masks}")
+        # An anchor may serve two outputs, or none (Darknet's official yolov3-tiny masks do both).
 
     @classmethod
     def default(
@@ -126,17 +135,51 @@ class YoloSpec:
         architecture: Architecture = "yolov3",
         class_names: Sequence[str] = PPE_CLASS_NAMES,
         image_size: int = 416,
+        anchors: Sequence[Sequence[int]] | None = None,
     ) -> YoloSpec:
-        """Build a spec with Darknet's anchors and masks for ``architecture``.
+        """Build a spec with Darknet's anchors and masks for ``architecture``, or with ``anchors``.
 
         Args:
             architecture: ``"yolov3"`` or ``"yolov3_tiny"``.
             class_names: class names in output order.
             image_size: square input side, a multiple of 32.
+            anchors: None for Darknet's anchors and masks; otherwise 3 ``(width, height)`` pairs
+                per output (pixels of a 416x416 input, e.g. from ``ppe data anchors``), split by
+                area: the largest three go to the stride-32 output.
 
         Returns:
             The spec.
+
+        Raises:
+            ValueError: unknown architecture, or ``anchors`` has the wrong count.
         """
+        if anchors is not None:
+            scales = len(STRIDES.get(architecture, ()))
+            if scales == 0:
+                raise ValueError(
+                    f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}"
+                )
+            pairs = sorted(
+                (tuple(int(value) for value in anchor) for anchor in anchors),
+                key=lambda pair: (pair[0] * pair[-1], pair),
+            )
+            if any(len(pair) != 2 for pair in pairs):
+                raise ValueError(f"anchors must be (width, height) pairs, got {list(anchors)}")
+            if len(pairs) != 3 * scales:
+                raise ValueError(
+                    f"{architecture} has {scales} outputs with 3 anchors each, so it needs "
+                    f"{3 * scales} anchors, got {len(pairs)}"
+                )
+            custom_masks = tuple(
+                tuple(range(3 * scale, 3 * scale + 3)) for scale in reversed(range(scales))
+            )
+            return cls(
+                architecture=architecture,
+                image_size=image_size,
+                class_names=tuple(class_names),
+                anchors=tuple((pair[0], pair[-1]) for pair in pairs),
+                masks=custom_masks,
+            )
         if architecture == "yolov3":
             anchors, masks = YOLOV3_ANCHORS, YOLOV3_MASKS
         elif architecture == "yolov3_tiny":
@@ -177,6 +220,11 @@ class YoloSpec:
     def grid_sizes(self) -> tuple[int, ...]:
         """Grid side of each output, in output order (e.g. 13, 26, 52 at 416)."""
         return tuple(self.image_size // stride for stride in self.strides)
+
+    @property
+    def used_anchors(self) -> tuple[int, ...]:
+        """Indices of the anchors that at least one output predicts, ascending."""
+        return tuple(sorted({index for mask in self.masks for index in mask}))
 
     @property
     def normalized_anchors(self) -> np.ndarray:

@@ -41,9 +41,10 @@ def encode_targets(
     """Assign every ground-truth box to its best anchor and grid cell.
 
     Pure graph-mode TensorFlow (no Python loop over tensor values), so it runs inside
-    ``tf.data.Dataset.map``. Each box goes to the single anchor, out of all anchors of all
-    scales, whose shape (width and height, centres aligned) has the highest IoU with it; it is
-    written into that anchor's output at the cell containing the box centre. Boxes with zero
+    ``tf.data.Dataset.map``. Each box goes to the single anchor, out of the anchors that the
+    masks use, whose shape (width and height, centres aligned) has the highest IoU with it; it is
+    written into every output whose mask holds that anchor (two outputs for a shared anchor), at
+    the cell containing the box centre. Boxes with zero
     width or height (e.g. padding) are dropped. When two boxes land on the same cell and anchor
     only one of them is kept (which one is unspecified); both still count for the ignore mask.
 
@@ -79,15 +80,17 @@ def encode_targets(
     labels = tf.boolean_mask(labels, valid)
     size = tf.boolean_mask(size, valid)
 
-    # Shape IoU against every anchor: (N, num_anchors).
-    anchors = tf.constant(spec.normalized_anchors, tf.float32)
+    # Shape IoU against every anchor that an output predicts: (N, num_used). An anchor outside
+    # every mask (anchor 0 of Darknet's yolov3-tiny masks) would leave its boxes untrained.
+    used = tf.constant(spec.used_anchors, tf.int32)
+    anchors = tf.constant(spec.normalized_anchors[list(spec.used_anchors)], tf.float32)
     intersection = tf.minimum(size[:, None, 0], anchors[None, :, 0]) * tf.minimum(
         size[:, None, 1], anchors[None, :, 1]
     )
     union = (
         (size[:, 0] * size[:, 1])[:, None] + (anchors[:, 0] * anchors[:, 1])[None, :] - intersection
     )
-    best_anchor = tf.argmax(intersection / union, axis=1, output_type=tf.int32)  # (N,)
+    best_anchor = tf.gather(used, tf.argmax(intersection / union, axis=1, output_type=tf.int32))
 
     centre = (boxes[:, 0:2] + boxes[:, 2:4]) / 2.0  # (N, 2) x, y
     values = tf.concat(

@@ -47,23 +47,108 @@ _PARTS: tuple[tuple[str, str], ...] = (
 def make_optimizer(
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
     weight_decay: float = 5e-4,
+    peak_learning_rate: float | None = None,
     **kwargs: Any,
 ) -> keras.optimizers.AdamW:
     """AdamW with decoupled weight decay on convolution kernels only.
 
+    ``weight_decay`` is the fraction of every decayed weight removed by one optimizer step at the
+    peak learning rate; the decay follows the learning-rate schedule (half the rate, half the
+    decay), which is the schedule multiplier of Loshchilov & Hutter's AdamW
+    (https://arxiv.org/abs/1711.05101, Algorithm 2). Keras's ``AdamW`` multiplies its
+    ``weight_decay`` by the learning rate itself (``w -= w * weight_decay * lr``,
+    https://keras.io/api/optimizers/adamw/), so it is given ``weight_decay / peak``: passing the
+    configured value straight through would decay 1,000 times less at a 1e-3 learning rate.
+
     Args:
         learning_rate: a float or a Keras schedule.
-        weight_decay: decoupled decay coefficient (Darknet uses 5e-4 as its L2 ``decay``).
+        weight_decay: fraction of each kernel removed per step at the peak learning rate.
+        peak_learning_rate: the schedule's largest value; needed when ``learning_rate`` is a
+            schedule, and defaults to ``learning_rate`` when that is a float.
         **kwargs: passed to ``keras.optimizers.AdamW`` (e.g. ``clipnorm``).
 
     Returns:
         The optimizer; batch-norm ``gamma``/``beta`` and biases are excluded from the decay.
+
+    Raises:
+        ValueError: a schedule without ``peak_learning_rate``, or a non-positive peak.
     """
+    if peak_learning_rate is None:
+        if not isinstance(learning_rate, int | float):
+            raise ValueError("peak_learning_rate is required when learning_rate is a schedule")
+        peak_learning_rate = float(learning_rate)
+    if peak_learning_rate <= 0:
+        raise ValueError(f"peak_learning_rate must be > 0, got {peak_learning_rate}")
     optimizer = keras.optimizers.AdamW(
-        learning_rate=learning_rate, weight_decay=weight_decay, **kwargs
+        learning_rate=learning_rate, weight_decay=weight_decay / peak_learning_rate, **kwargs
     )
     optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
     return optimizer
+
+
+#: Layer-name prefix of the backbone (see :mod:`ppe.model.yolov3`); the neck and heads follow it.
+BACKBONE_PREFIX = "backbone_"
+
+
+def backbone_layers(detector: keras.Model) -> list[keras.layers.Layer]:
+    """The detector's backbone layers that hold weights (convolutions and batch norms)."""
+    return [
+        layer
+        for layer in detector.layers
+        if layer.name.startswith(BACKBONE_PREFIX) and layer.weights
+    ]
+
+
+class FreezeBackbone(keras.callbacks.Callback):  # type: ignore[misc]
+    """Keep the backbone frozen for the first ``epochs`` epochs of ``fit``, then train it.
+
+    Frozen means not trainable: no gradient, no weight decay, and batch norm in inference mode
+    (its moving statistics stay those of the pretrained weights). At each change the training
+    function is rebuilt, as Keras requires when ``trainable`` changes during ``fit``
+    (https://keras.io/api/layers/base_layer/#trainable-property). The epoch index comes from
+    ``fit``, so a run resumed by ``BackupAndRestore`` freezes exactly the epochs it should.
+
+    Args:
+        detector: the inference model that the trainer wraps.
+        epochs: number of leading epochs with a frozen backbone (0: never frozen).
+    """
+
+    def __init__(self, detector: keras.Model, epochs: int) -> None:
+        super().__init__()
+        self.detector = detector
+        self.epochs = int(epochs)
+        self.layers = backbone_layers(detector)
+        if epochs and not self.layers:
+            raise ValueError(f"{detector.name} has no layer named {BACKBONE_PREFIX}*")
+
+    def _set(self, trainable: bool) -> bool:
+        changed = any(layer.trainable != trainable for layer in self.layers)
+        for layer in self.layers:
+            layer.trainable = trainable
+        return changed
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Freeze before the first step (the epoch callbacks then keep the state right)."""
+        optimizer = self.model.optimizer
+        if self.epochs and optimizer is not None and not optimizer.built:
+            # Slots for every variable, frozen ones included, so that unfreezing finds them.
+            optimizer.build(self.model.trainable_variables)
+        if self.epochs and self._set(False):
+            self.model.make_train_function(force=True)
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Freeze or unfreeze for ``epoch`` (0-based) and rebuild the step if that changed."""
+        if self._set(epoch >= self.epochs):
+            logger.info(
+                "epoch %d: backbone %s",
+                epoch + 1,
+                "trainable" if epoch >= self.epochs else "frozen",
+            )
+            self.model.make_train_function(force=True)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """Leave the backbone trainable (the saved model carries no training-only state)."""
+        self._set(True)
 
 
 class YoloTrainer(keras.Model):  # type: ignore[misc]

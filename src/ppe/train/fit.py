@@ -12,6 +12,7 @@ Output folder (``--out``)::
     dataset.json           the dataset content hash and split sizes
     checkpoints/backup/    BackupAndRestore state (weights, optimizer, epoch): resume after a kill
     checkpoints/epoch-NNN.weights.h5
+    checkpoints/best.weights.h5, best.json   the best epoch by validation mAP@0.5 (shipped)
     tensorboard/           TensorBoard event files
     model/                 the trained model folder (model.keras, saved_model/, model.json)
     train.json             summary: epochs, losses, images/s, hashes, MLflow run id
@@ -169,9 +170,11 @@ def train(
     from ppe.data.voc import dataset_hash, load_split
     from ppe.model.bundle import load_model_dir, save_model_dir
     from ppe.model.darknet_weights import transfer
+    from ppe.model.heads import init_head
     from ppe.model.spec import YoloSpec
-    from ppe.model.training import YoloTrainer, make_optimizer
+    from ppe.model.training import FreezeBackbone, YoloTrainer, make_optimizer
     from ppe.model.yolov3 import build_model
+    from ppe.train.best import BestEpoch, map50_scorer
 
     is_chief, worker_index = worker_role(environ or {})
     if not is_chief:
@@ -203,7 +206,9 @@ def train(
     if config.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = select_strategy(environ or {})
-    spec = YoloSpec.default(config.model.architecture, classes, config.model.image_size)
+    spec = YoloSpec.default(
+        config.model.architecture, classes, config.model.image_size, anchors=config.model.anchors
+    )
     batch = config.train.batch_size
     steps = config.train.steps_per_epoch or steps_for(len(train_samples), batch)
     train_ds = build_dataset(
@@ -230,14 +235,19 @@ def train(
 
     with strategy.scope():
         model = build_model(spec)
+        source, source_spec, new_outputs = None, None, list(spec.strides)
         if config.train.init_from is not None:
-            source, _, _ = load_model_dir(config.train.init_from)
+            source, source_spec, _ = load_model_dir(config.train.init_from)
             report = transfer(source, model)
             logger.info("initialised from %s: %s", config.train.init_from, report)
+            new_outputs = [s for s in spec.strides if f"head_s{s}_output_conv" not in report.copied]
+        # Outputs that start fresh get score priors (and the source's box rows where it can).
+        init_head(model, spec, source=source, source_spec=source_spec, strides=new_outputs)
         trainer = YoloTrainer(model, spec, ignore_threshold=config.train.ignore_threshold)
         optimizer = make_optimizer(
             _learning_rate(config, steps),
             weight_decay=config.train.weight_decay,
+            peak_learning_rate=config.train.learning_rate,
             global_clipnorm=10.0,
         )
         trainer.compile(optimizer=optimizer, jit_compile=config.train.jit_compile)
@@ -252,6 +262,22 @@ def train(
     if tracker is not None:
         tracker.log_start(config, {"data_hash": data_hash, "config_hash": config.hash()})
     callbacks, guard = _make_callbacks(out_dir, config, tracker)
+    if config.train.freeze_backbone_epochs:
+        callbacks.insert(1, FreezeBackbone(model, config.train.freeze_backbone_epochs))
+    best = (
+        BestEpoch(
+            model,
+            map50_scorer(spec, val_samples, config.evaluate),
+            out_dir,
+            resume=resumed_from > 0,
+        )
+        # Every worker scores: the same work in the same order keeps multi-worker collective
+        # ops in step (a non-chief worker's folder is scratch).
+        if val_samples
+        else None
+    )
+    if best is not None:
+        callbacks.insert(1, best)  # before History and MLflow, which record its val_map50
     started = time.perf_counter()
     status = "FAILED"
     try:
@@ -283,6 +309,11 @@ def train(
             "config_hash": config.hash(),
             "data_hash": data_hash,
             "epochs": config.train.epochs,
+            # The epoch shipped: the best by validation mAP@0.5 (the last without a val split).
+            "epoch": best.best_epoch if best is not None else config.train.epochs,
+            "val_map50": (
+                best.best_score if best is not None and math.isfinite(best.best_score) else None
+            ),
             "mlflow_run_id": tracker.run_id if tracker else None,
         },
     )

@@ -42,6 +42,53 @@ def test_training_lowers_the_loss_and_writes_a_model(smoke_training: Path) -> No
 RESUME_EPOCHS = 3
 
 
+def test_the_shipped_epoch_is_the_best_by_validation_map(smoke_training: Path) -> None:
+    history = json.loads((smoke_training / "train.json").read_text())["history"]
+    scores = history["val_map50"]  # VOC mAP@0.5 on the val split after every epoch
+    assert len(scores) == 3 and all(0.0 <= score <= 1.0 for score in scores)
+    meta = json.loads((smoke_training / "model" / "model.json").read_text())["metadata"]
+    assert meta["epoch"] == 1 + scores.index(max(scores))
+    assert meta["val_map50"] == max(scores)
+    best = json.loads((smoke_training / "checkpoints" / "best.json").read_text())
+    assert best == {"epoch": meta["epoch"], "score": max(scores)}
+
+
+def test_anchors_and_a_frozen_backbone_reach_the_trained_model(
+    smoke_data: Path, smoke_training: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from ppe.model.bundle import load_model_dir
+
+    anchors = [[60, 50], [8, 10], [20, 22], [14, 30], [40, 40], [100, 120]]
+    out = tmp_path / "train"
+    overrides = [
+        f"model.anchors={anchors}",
+        f"train.init_from={smoke_training / 'model'}",
+        "train.freeze_backbone_epochs=1",
+        "train.epochs=1",
+    ]
+    args = [arg for item in overrides for arg in ("--set", item)]
+    run_ppe(
+        "train", "--config", "smoke", *args, "--data", str(smoke_data), "--out", str(out),
+        "--no-tracking", cwd=tmp_path,
+    )  # fmt: skip
+    spec = json.loads((out / "model" / "model.json").read_text())["spec"]
+    assert spec["anchors"] == [[8, 10], [14, 30], [20, 22], [40, 40], [60, 50], [100, 120]]
+    assert spec["masks"] == [[3, 4, 5], [0, 1, 2]]
+    source, _, _ = load_model_dir(smoke_training / "model")
+    trained, _, _ = load_model_dir(out / "model")
+    for layer in trained.layers:
+        same = all(
+            np.array_equal(a, b)
+            for a, b in zip(
+                layer.get_weights(), source.get_layer(layer.name).get_weights(), strict=True
+            )
+        )
+        # The backbone (kernels and batch-norm statistics) stayed frozen for the one epoch.
+        assert same == layer.name.startswith("backbone_") or not layer.weights, layer.name
+
+
 def test_a_killed_training_resumes_from_its_last_epoch(smoke_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "train"
     command = [

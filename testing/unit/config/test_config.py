@@ -18,6 +18,15 @@ def test_packaged_profiles_load_and_differ() -> None:
     assert smoke.hash() != demo.hash()
 
 
+def test_hardhat_profile_is_the_real_photo_recipe() -> None:
+    config = load_config("hardhat")
+    assert config.name == "hardhat"
+    assert (config.model.architecture, config.model.image_size) == ("yolov3_tiny", 416)
+    assert config.train.init_from == Path("outputs/weights/tiny-coco")
+    assert config.model.anchors is None  # Darknet's: COCO's box rows stay usable
+    assert (config.data.source, config.data.path) == ("import", Path("data/hardhat_voc"))
+
+
 def test_defaults_without_a_file() -> None:
     config = load_config(None)
     assert config.model.classes == ["helmet", "head"]
@@ -70,6 +79,19 @@ def test_hash_changes_with_any_value() -> None:
             r"alert_min_frames \(K\) must not exceed alert_window_frames \(N\)",
         ),
         (["train.epochs"], r"write it as section.key=value"),
+        (["train.freeze_backbone_epochs=2"], r"freeze_backbone_epochs .* set train.init_from"),
+        (
+            ["train.init_from=weights", "train.epochs=3", "train.freeze_backbone_epochs=4"],
+            r"freeze_backbone_epochs \(4\) must not exceed epochs \(3\)",
+        ),
+        (
+            ["model.anchors=[[10, 14], [23, 27]]"],
+            r"model: anchors: yolov3_tiny needs 6 .* `ppe data anchors` fits them",
+        ),
+        (
+            ["model.anchors=[[10, 0]]"],
+            r"model.anchors.0.1: Input should be greater than or equal to 1",
+        ),
     ],
 )
 def test_bad_values_are_named_with_the_fix(overrides: list[str], expected: str) -> None:
@@ -79,7 +101,8 @@ def test_bad_values_are_named_with_the_fix(overrides: list[str], expected: str) 
 
 def test_unknown_profile_lists_the_choices() -> None:
     with pytest.raises(
-        ConfigError, match=r"no such file and not a packaged profile; use one of demo, smoke"
+        ConfigError,
+        match=r"no such file and not a packaged profile; use one of demo, hardhat, smoke",
     ):
         load_config("nonexistent")
 

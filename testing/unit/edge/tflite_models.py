@@ -11,7 +11,7 @@ Run as a script (``python tflite_models.py OUT_DIR``) it imports TensorFlow, bui
   (``RIGGED_BIAS``): one ``head`` box per cell of the 3 x 3 stride-32 grid with score
   sigmoid(4.0) * sigmoid(0.4) ~= 0.588, nothing else. These give real detections through the
   real interpreter without training;
-* ``labels.txt``: ``helmet`` and ``head``.
+* ``labels.txt``: ``helmet`` and ``head``; ``model.json``: their spec (the runtime needs it).
 
 The test process never imports TensorFlow: :func:`ensure_models` runs this file in a subprocess.
 """
@@ -19,6 +19,7 @@ The test process never imports TensorFlow: :func:`ensure_models` runs this file 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -90,6 +91,13 @@ def ensure_models(cache_root: Path) -> Path:
         )
         if result.returncode != 0:
             raise RuntimeError(f"building the test models failed:\n{result.stderr[-4000:]}")
+        spec_file = folder / "model.json"
+        if not spec_file.is_file():
+            # The edge runtime refuses a model without its spec (anchors, masks, classes).
+            from ppe.model.spec import YoloSpec
+
+            spec = YoloSpec.default("yolov3_tiny", CLASS_NAMES, image_size=IMAGE_SIZE)
+            spec_file.write_text(json.dumps({"spec": spec.to_dict()}), encoding="utf-8")
     return folder
 
 

@@ -98,4 +98,24 @@ def test_runs_in_dataset_map_and_batches() -> None:
     objects = [
         int(tf.reduce_sum(batch[key][i, ..., 4])) for i in range(2) for key in target_keys(spec)
     ]
-    assert sum(objects[:2]) == 1 and sum(objects[2:]) == 2
+    # The 83 x 83 px box matches anchor 3 (81, 82), which both tiny outputs predict: 2 positives.
+    assert sum(objects[:2]) == 1 and sum(objects[2:]) == 3
+
+
+def test_tiny_targets_skip_the_unused_anchor_and_fill_both_outputs_of_a_shared_one() -> None:
+    spec = YoloSpec.default("yolov3_tiny", ("helmet", "head"), image_size=416)
+    assert spec.masks == ((3, 4, 5), (1, 2, 3))
+
+    def encode(box: list[float]) -> dict[str, np.ndarray]:
+        result = encode_targets(tf.constant([box]), tf.constant([0]), spec)
+        return {key: value.numpy() for key, value in result.items()}
+
+    # 10 x 14 px is anchor 0 exactly, which no output predicts: it must go to anchor 1, the
+    # closest used one (stride 16, slot 0), not vanish.
+    tiny = encode([0.5, 0.5, 0.5 + 10 / 416, 0.5 + 14 / 416])
+    assert tiny["stride_32"][..., 4].sum() == 0
+    assert np.argwhere(tiny["stride_16"][..., 4] == 1)[:, 2].tolist() == [0]
+    # 81 x 82 px is anchor 3, in both masks: a positive at both outputs.
+    shared = encode([0.3, 0.3, 0.3 + 81 / 416, 0.3 + 82 / 416])
+    assert np.argwhere(shared["stride_32"][..., 4] == 1)[:, 2].tolist() == [0]
+    assert np.argwhere(shared["stride_16"][..., 4] == 1)[:, 2].tolist() == [2]

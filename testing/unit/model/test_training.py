@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from ppe.model.spec import YoloSpec
 from ppe.model.targets import encode_targets
-from ppe.model.training import YoloTrainer, make_optimizer
+from ppe.model.training import FreezeBackbone, YoloTrainer, backbone_layers, make_optimizer
 from ppe.model.yolov3 import build_model
 
 SPEC = YoloSpec.default("yolov3_tiny", ("helmet", "head"), image_size=64)
@@ -82,6 +82,66 @@ def test_optimizer_decays_kernels_only() -> None:
     model = build_model(SPEC)
     decayed = {v.name for v in model.trainable_variables if optimizer._use_weight_decay(v)}
     assert decayed == {"kernel"}
+
+
+def test_weight_decay_is_the_fraction_removed_per_step_at_the_peak_rate() -> None:
+    """One step with a zero gradient: Adam's update is 0, so only the decay moves the weights.
+
+    Keras AdamW computes ``w -= w * weight_decay * lr`` (https://keras.io/api/optimizers/adamw/);
+    the configured value must be the per-step fraction at the peak rate, not 1,000 times less.
+    """
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([0], [1e-3, 5e-4])
+    optimizer = make_optimizer(schedule, weight_decay=0.01, peak_learning_rate=1e-3)
+    kernel = keras.Variable(np.ones((2, 2), np.float32), name="kernel")
+    bias = keras.Variable(np.ones((2,), np.float32), name="bias")
+    zeros = [np.zeros((2, 2), np.float32), np.zeros((2,), np.float32)]
+    optimizer.apply_gradients(zip(zeros, [kernel, bias], strict=True))
+    np.testing.assert_allclose(kernel.numpy(), 0.99, rtol=1e-6)  # at the peak rate: 1%
+    np.testing.assert_allclose(bias.numpy(), 1.0)  # biases are not decayed
+    optimizer.apply_gradients(zip(zeros, [kernel, bias], strict=True))
+    np.testing.assert_allclose(kernel.numpy(), 0.99 * 0.995, rtol=1e-6)  # half rate: half decay
+    with pytest.raises(ValueError, match="peak_learning_rate is required"):
+        make_optimizer(schedule)
+
+
+def test_freeze_backbone_keeps_it_fixed_for_its_epochs_then_trains_it() -> None:
+    keras.utils.set_random_seed(0)
+    detector = build_model(SPEC)
+    trainer = YoloTrainer(detector, SPEC)
+    trainer.compile(optimizer=make_optimizer(2e-3))
+    backbone = backbone_layers(detector)
+    assert [layer.name for layer in backbone][:2] == ["backbone_conv1_conv", "backbone_conv1_bn"]
+
+    def snapshot(prefix: str) -> list[np.ndarray]:
+        return [
+            np.array(w)
+            for layer in detector.layers
+            if layer.name.startswith(prefix)
+            for w in layer.get_weights()
+        ]
+
+    snapshots: list[tuple[list[np.ndarray], list[np.ndarray]]] = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda *_: snapshots.append((snapshot("backbone_"), snapshot("head_")))
+    )
+    start = (snapshot("backbone_"), snapshot("head_"))
+    trainer.fit(
+        _dataset(),
+        epochs=3,
+        verbose=0,
+        shuffle=False,
+        callbacks=[FreezeBackbone(detector, 2), record],
+    )
+    (frozen_1, head_1), (frozen_2, head_2), (after, _) = snapshots
+    # Epochs 1-2: kernels, batch-norm scales AND moving statistics unchanged; the head learns.
+    for before, value_1, value_2 in zip(start[0], frozen_1, frozen_2, strict=True):
+        np.testing.assert_array_equal(value_1, before)
+        np.testing.assert_array_equal(value_2, before)
+    assert not all(np.array_equal(a, b) for a, b in zip(start[1], head_1, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(head_1, head_2, strict=True))
+    # Epoch 3: the backbone trains, and is left trainable.
+    assert not all(np.array_equal(a, b) for a, b in zip(start[0], after, strict=True))
+    assert all(layer.trainable for layer in backbone)
 
 
 def test_non_finite_loss_reaches_the_caller(trained: Trained) -> None:

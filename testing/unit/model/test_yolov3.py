@@ -80,7 +80,8 @@ def test_spec_derived_properties() -> None:
         ({"architecture": "yolov5"}, "architecture must be one of"),
         ({"class_names": ()}, "at least one class"),
         ({"class_names": ("helmet", "helmet")}, "unique"),
-        ({"masks": ((0, 1, 2), (3, 4, 5), (6, 7, 7))}, "exactly once"),
+        ({"masks": ((0, 1, 2), (3, 4, 5), (6, 7, 7))}, "must not repeat"),
+        ({"masks": ((0, 1, 2), (3, 4, 5), (6, 7, 9))}, "must lie in 0..8"),
         ({"masks": ((0, 1, 2), (3, 4, 5))}, "3 outputs"),
     ],
 )
@@ -96,3 +97,24 @@ def test_spec_from_dict_rejects_unknown_keys() -> None:
     values["colour"] = "red"
     with pytest.raises(ValueError, match="unknown"):
         YoloSpec.from_dict(values)
+
+
+def test_tiny_uses_the_masks_the_official_weights_were_trained_with() -> None:
+    # pjreddie/darknet cfg/yolov3-tiny.cfg at its first commit (f6d8617): mask = 3,4,5 and
+    # mask = 1,2,3; the released COCO weights were trained that way (pjreddie/darknet#851).
+    spec = YoloSpec.default("yolov3_tiny", ("helmet", "head"))
+    assert spec.masks == ((3, 4, 5), (1, 2, 3))
+    assert spec.used_anchors == (1, 2, 3, 4, 5)
+    np.testing.assert_allclose(spec.scale_anchors(1) * 416, [[23, 27], [37, 58], [81, 82]])
+    assert YoloSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_custom_anchors_are_sorted_by_area_and_split_per_output() -> None:
+    anchors = [[40, 40], [8, 10], [100, 120], [20, 22], [14, 30], [60, 50]]
+    spec = YoloSpec.default("yolov3_tiny", ("helmet", "head"), 320, anchors=anchors)
+    assert spec.anchors == ((8, 10), (14, 30), (20, 22), (40, 40), (60, 50), (100, 120))
+    assert spec.masks == ((3, 4, 5), (0, 1, 2))
+    with pytest.raises(ValueError, match="needs 9 anchors, got 6"):
+        YoloSpec.default("yolov3", ("helmet", "head"), anchors=anchors)
+    with pytest.raises(ValueError, match="positive"):
+        YoloSpec.default("yolov3_tiny", ("a",), anchors=[[0, 1]] * 6)

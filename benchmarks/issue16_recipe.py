@@ -1,0 +1,200 @@
+"""Issue 16 recipe experiments that fit a shared 2-core CPU: paired, seeded, no long training.
+
+``python -m benchmarks.issue16_recipe --data HARDHAT --weights yolov3-tiny.weights --out
+benchmarks/experiments/issue16_recipe.json``
+writes one JSON with three experiments on the real hard-hat photos (``annotations/`` +
+``images/``):
+
+* ``masks``: the official COCO YOLOv3-tiny decoded with masks (3,4,5),(1,2,3) (what the weights
+  were trained with) against (3,4,5),(0,1,2), on the same forward passes: share of photos and of
+  head/helmet/person boxes that a detected COCO person accounts for (the criterion of
+  ``testing/integration/model/test_darknet_coco.py``);
+* ``first_step_loss``: the YOLO loss per image before any update (train-mode batch norm) on the
+  first ``--loss-images`` photos, for scratch/COCO with and without
+  :func:`ppe.model.heads.init_head`, same seed;
+* ``anchors``: mean best-anchor IoU of the train split's letterboxed boxes with Darknet's
+  anchors (those the masks use) and with ``ppe data anchors``' k-means fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger("benchmarks.issue16_recipe")
+
+CLASSES = ["helmet", "head"]
+
+
+def _masks(data: Path, weights: Path) -> dict[str, Any]:
+    import dataclasses
+
+    import tensorflow as tf
+    from defusedxml import ElementTree
+    from PIL import Image
+
+    from ppe.model.darknet_weights import load_darknet_weights
+    from ppe.model.decode import detect
+    from ppe.model.preprocess import letterbox
+    from ppe.model.spec import COCO_CLASS_NAMES, YoloSpec
+    from ppe.model.yolov3 import build_model
+
+    official = YoloSpec.default("yolov3_tiny", COCO_CLASS_NAMES, 416)
+    specs = {
+        "3,4,5/1,2,3": official,
+        "3,4,5/0,1,2": dataclasses.replace(official, masks=((3, 4, 5), (0, 1, 2))),
+    }
+    model = build_model(official)
+    load_darknet_weights(model, official, weights)
+    forward = tf.function(lambda batch: model(batch, training=False))
+    person = COCO_CLASS_NAMES.index("person")
+
+    def explains(p: np.ndarray, name: str, t: np.ndarray) -> bool:
+        width = max(0.0, min(p[2], t[2]) - max(p[0], t[0]))
+        height = max(0.0, min(p[3], t[3]) - max(p[1], t[1]))
+        inter = width * height
+        t_area, p_area = (t[2] - t[0]) * (t[3] - t[1]), (p[2] - p[0]) * (p[3] - p[1])
+        if name == "person":
+            return bool(inter / (t_area + p_area - inter) >= 0.5)
+        centre = (t[1] + t[3]) / 2
+        return bool(inter >= 0.5 * t_area and p[1] <= centre <= (p[1] + p[3]) / 2)
+
+    counts = {
+        key: {"photos": 0, "photos_hit": 0, "boxes": 0, "boxes_explained": 0} for key in specs
+    }
+    for xml in sorted((data / "annotations").glob("*.xml")):
+        root = ElementTree.parse(xml).getroot()
+        truths = []
+        for element in root.iter("object"):
+            name = element.findtext("name", "")
+            box = element.find("bndbox")
+            if name in ("head", "helmet", "person") and box is not None:
+                corners = [float(box.findtext(k, "nan")) for k in ("xmin", "ymin", "xmax", "ymax")]
+                truths.append((name, np.array(corners)))
+        if not truths:
+            continue
+        image_path = sorted(p for p in (data / "images").rglob(f"{xml.stem}.*") if p.is_file())[0]
+        image = np.asarray(Image.open(image_path).convert("RGB"))
+        network_input, transform = letterbox(image, 416)
+        outputs = [o.numpy() for o in forward(network_input[None])]
+        for key, spec in specs.items():
+            [found] = detect(outputs, spec, score_threshold=0.25, iou_threshold=0.45)
+            people = transform.to_original(found.boxes[found.classes == person])
+            row = counts[key]
+            row["photos"] += 1
+            row["boxes"] += len(truths)
+            row["photos_hit"] += any(explains(p, n, b) for p in people for n, b in truths)
+            row["boxes_explained"] += sum(any(explains(p, n, b) for p in people) for n, b in truths)
+    for row in counts.values():
+        row["photo_share"] = round(row["photos_hit"] / row["photos"], 4)
+        row["box_share"] = round(row["boxes_explained"] / row["boxes"], 4)
+    return counts
+
+
+def _voc(data: Path, work: Path) -> Path:
+    from ppe.config import SplitConfig
+    from ppe.data.importer import import_dataset
+
+    out = work / "voc"
+    import_dataset(
+        data / "annotations",
+        data / "images",
+        out,
+        classes=CLASSES,
+        class_map={"hat": "helmet", "person": None},
+        split=SplitConfig(),
+        force=True,
+    )
+    return out
+
+
+def _first_step_loss(voc: Path, weights: Path, images: int) -> dict[str, Any]:
+    import keras
+
+    from ppe.config import AugmentConfig
+    from ppe.data.tfdata import PipelineSpec, build_dataset
+    from ppe.data.voc import load_split
+    from ppe.model.darknet_weights import load_darknet_weights, transfer
+    from ppe.model.heads import init_head
+    from ppe.model.loss import yolo_loss
+    from ppe.model.spec import COCO_CLASS_NAMES, YoloSpec
+    from ppe.model.yolov3 import build_model
+
+    spec = YoloSpec.default("yolov3_tiny", CLASSES, 416)
+    coco_spec = YoloSpec.default("yolov3_tiny", COCO_CLASS_NAMES, 416)
+    coco = build_model(coco_spec)
+    load_darknet_weights(coco, coco_spec, weights)
+    samples = load_split(voc, "train", CLASSES)[:images]
+    batches = list(build_dataset(samples, spec, PipelineSpec(8, False, AugmentConfig())))
+    results: dict[str, Any] = {"images": len(samples)}
+    for name in ("scratch", "scratch+priors", "coco", "coco+priors+box_rows"):
+        keras.utils.set_random_seed(0)
+        model = build_model(spec)
+        if name.startswith("coco"):
+            transfer(coco, model)
+        if "priors" in name:
+            init_head(model, spec, source=coco if "box" in name else None, source_spec=coco_spec)
+        parts = [yolo_loss(model(x, training=True), y, spec) for x, y in batches]
+        results[name] = {
+            key: round(float(np.mean(np.concatenate([p[key] for p in parts]))), 2)
+            for key in ("total", "box", "obj", "cls")
+        }
+    return results
+
+
+def _anchors(voc: Path) -> dict[str, Any]:
+    from ppe.data.anchors import dataset_anchors, mean_best_iou
+    from ppe.model.spec import YoloSpec
+
+    result: dict[str, Any] = {}
+    for architecture in ("yolov3_tiny", "yolov3"):
+        darknet = YoloSpec.default(architecture, CLASSES)  # type: ignore[arg-type]
+        fit, sizes = dataset_anchors(voc, CLASSES, 3 * darknet.num_scales)
+        used = [darknet.anchors[i] for i in darknet.used_anchors]
+        result[architecture] = {
+            "boxes": fit.boxes,
+            "darknet_mean_iou": round(mean_best_iou(sizes, used), 4),
+            "kmeans_mean_iou": round(fit.mean_iou, 4),
+            "kmeans_anchors": [list(a) for a in fit.anchors],
+            "median_box_side_px_at_416": round(float(np.median(np.sqrt(sizes.prod(axis=1)))), 1),
+        }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the three experiments and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--weights", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--loss-images", type=int, default=24)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    started = time.time()
+    with tempfile.TemporaryDirectory() as work:
+        voc = _voc(args.data, Path(work))
+        document = {
+            "experiment": "issue16_recipe",
+            "data": args.data.name,
+            "masks": _masks(args.data, args.weights),
+            "first_step_loss": _first_step_loss(voc, args.weights, args.loss_images),
+            "anchors": _anchors(voc),
+            "seconds": 0.0,
+        }
+    document["seconds"] = round(time.time() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
