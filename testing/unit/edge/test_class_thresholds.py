@@ -28,6 +28,7 @@ def _model(edge_models: Path, folder: Path, thresholds: dict[str, float] | None)
     folder.mkdir()
     shutil.copy(edge_models / "rigged_int8.tflite", folder / "model.tflite")
     shutil.copy(edge_models / "labels.txt", folder / "labels.txt")
+    shutil.copy(edge_models / "model.json", folder / "model.json")
     if thresholds is not None:
         ClassThresholds(split="val", criterion="max F1", thresholds=thresholds).write(
             thresholds_file(folder)
