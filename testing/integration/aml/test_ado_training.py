@@ -7,6 +7,8 @@ schema; these tests encode the rules that schema cannot see.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +58,11 @@ def test_triggered_and_scheduled_runs_use_the_registered_data_asset() -> None:
     assert len(guarded) == 1
     assert "data upload" in str(guarded[0])
     assert sum("data upload" in str(step) for step in raw_steps) == 1
-    # Without an upload the job reads the asset `ppe aml build` names (data asset, latest).
-    assert "--data-name" not in job_text and "--data-version" not in job_text
+    # Without an upload the job reads the consumer's data asset (a typed parameter) at its latest
+    # version: every `ppe aml` call names the parameter, and none pins a version.
+    data_names = re.findall(r"--(?:data-)?name '([^']*)'", job_text)
+    assert data_names and set(data_names) == {"${{ parameters.dataAssetName }}"}, data_names
+    assert "--data-version" not in job_text
 
 
 def test_the_long_wait_keeps_the_azure_cli_session_active() -> None:
@@ -98,16 +103,23 @@ def test_the_gate_decision_is_read_by_the_gate_documents_reader(tmp_path: Path) 
     assert isinstance(decision, GateDecision)
     decision.write(tmp_path / "gate.json")
     line = _promote_line().replace("$(amlOut)", str(tmp_path))
-    line = line.replace(".venv/bin/python", sys.executable)
+    # The templates' tooling step prepends its environment's bin folder to PATH
+    # (steps/ppe_tooling.yml), so `python3` there is the interpreter that has ppe.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     script = f'{line}\necho "$promote"'
     result = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False
+        ["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False, env=env
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "true"
     # A gate.json that is not the gate's document fails the step, with the reason.
     (tmp_path / "gate.json").write_text('{"promote": "yes"}')
     result = subprocess.run(
-        ["bash", "-c", f"set -e\n{script}"], capture_output=True, text=True, timeout=60, check=False
+        ["bash", "-c", f"set -e\n{script}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
     )
     assert result.returncode != 0 and "GateDecision" in result.stderr
