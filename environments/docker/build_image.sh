@@ -40,7 +40,7 @@ case "${platform}" in
     machine=aarch64 ;;
   *) echo "error: platform must be amd64 or arm64v8, got '${platform}'" >&2; exit 2 ;;
 esac
-for name in model_int8.tflite labels.txt model.json; do
+for name in model_int8.tflite labels.txt model.json thresholds.json; do
   if [ ! -s "${model_dir}/${name}" ]; then
     echo "error: ${model_dir}/${name} is missing; stage a model first:" \
       "environments/docker/stage_model.sh <folder written by 'ppe export'>" >&2
@@ -109,7 +109,7 @@ find "${context}/src" -name __pycache__ -prune -exec rm -rf {} +
 cp "${requirements[@]}" "${context}/environments/docker/"
 cp "${wheels}"/*.whl "${wheels}"/*.tar.gz "${context}/environments/docker/wheelhouse/"
 cp "${model_dir}/model_int8.tflite" "${model_dir}/labels.txt" "${model_dir}/model.json" \
-  "${context}/environments/docker/model/"
+  "${model_dir}/thresholds.json" "${context}/environments/docker/model/"
 cp "${repo}/.dockerignore" "${context}/.dockerignore"
 "${docker}" build --quiet --network host --platform "${docker_platform}" \
   --build-arg "BASE_IMAGE=${base}" --build-arg PIP_OFFLINE=1 \

@@ -7,6 +7,8 @@ Output folder::
                          representative data are letterboxed train-split images
     labels.txt           class names, one a line, in output order
     model.json           the model spec and metadata (the edge runtime reads it)
+    thresholds.json      the model folder's per-class score thresholds, copied when it has them
+                         (``ppe train`` chooses them on the val split; the edge applies them)
     metrics.json         mAP@0.5, AP per class and batch-1 latency of Keras, LiteRT fp32 and int8
                          on the same evaluation split, with the same decode and NMS
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -31,7 +34,7 @@ from ppe.config import Config
 from ppe.errors import PpeError
 from ppe.files import replaced_dir
 from ppe.run.documents import BackendMetrics, ExportMetrics, finite_or_none
-from ppe.run.layout import LABELS_FILE, MODEL_JSON, metrics_file
+from ppe.run.layout import LABELS_FILE, MODEL_JSON, metrics_file, thresholds_file
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +162,16 @@ def export_model_dir(
                 indent=2,
             )
         )
+        chosen = thresholds_file(model_dir)
+        if chosen.is_file():
+            shutil.copyfile(chosen, thresholds_file(staging))
+        else:
+            logger.warning(
+                "%s has no %s: the edge will apply edge.score_threshold to every class "
+                "(write it with `ppe thresholds`, then export again)",
+                model_dir,
+                chosen.name,
+            )
         backends: dict[str, Any] = {"keras": keras_predict(model)}
         for name, path in files.items():
             backends[name] = LiteRTModel(path, spec, num_threads=num_threads).predict

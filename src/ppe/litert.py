@@ -16,6 +16,7 @@ import numpy as np
 
 from ppe.errors import PpeError
 from ppe.model.spec import YoloSpec
+from ppe.run.layout import LABELS_FILE
 
 if TYPE_CHECKING:
     from ppe.edge.runtime import LiteRTDetector
@@ -38,7 +39,7 @@ class LiteRTModel:
     def __init__(self, path: Path, spec: YoloSpec, num_threads: int = 2) -> None:
         from ppe.edge.runtime import LiteRTDetector
 
-        labels = path.parent / "labels.txt"
+        labels = path.parent / LABELS_FILE
         self._detector = LiteRTDetector(
             path, labels if labels.is_file() else None, num_threads=num_threads
         )

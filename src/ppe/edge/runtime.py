@@ -42,12 +42,12 @@ from ppe.model.decode import Detections, detect
 from ppe.model.preprocess import PAD_VALUE, LetterboxTransform, resize_for_letterbox
 from ppe.model.spec import YoloSpec
 from ppe.run.documents import ClassThresholds
-from ppe.run.layout import thresholds_file
+from ppe.run.layout import MODEL_JSON, thresholds_file
 
 logger = logging.getLogger(__name__)
 
 #: Name of the spec file looked for next to the ``.tflite``.
-SPEC_FILE = "model.json"
+SPEC_FILE = MODEL_JSON
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,14 @@ from ppe.model.preprocess import LetterboxTransform, letterbox
 from ppe.model.spec import YoloSpec
 from ppe.run import documents
 from ppe.run.documents import ClassThresholds, EvaluationMetrics, PrCurve, PrCurves
-from ppe.run.layout import curves_file, metrics_file, outcomes_file, thresholds_file
+from ppe.run.layout import (
+    MODEL_JSON,
+    MODEL_KERAS,
+    curves_file,
+    metrics_file,
+    outcomes_file,
+    thresholds_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +157,7 @@ def keras_predict(model: Any) -> PredictFn:
 def model_hash(model_dir: Path) -> str:
     """sha256 (first 16 hex) of a model folder's ``model.keras`` and ``model.json``."""
     digest = hashlib.sha256()
-    for name in ("model.json", "model.keras"):
+    for name in (MODEL_JSON, MODEL_KERAS):
         path = model_dir / name
         if path.is_file():
             with path.open("rb") as handle:

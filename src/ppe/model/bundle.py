@@ -30,15 +30,16 @@ from typing import TYPE_CHECKING, Any
 from ppe.errors import PpeError
 from ppe.files import sha256_file
 from ppe.model.spec import YoloSpec
+from ppe.run.layout import MODEL_JSON, MODEL_KERAS
 
 if TYPE_CHECKING:
     import keras
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "model.keras"
+MODEL_FILE = MODEL_KERAS
 SAVED_MODEL_DIR = "saved_model"
-MANIFEST_FILE = "model.json"
+MANIFEST_FILE = MODEL_JSON
 FORMAT = "ppe-model-dir"
 FORMAT_VERSION = 1
 _FIX = "point to a folder written by `ppe weights import-darknet` or `ppe train`, or write it again"

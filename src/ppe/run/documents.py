@@ -250,7 +250,7 @@ class ClassThresholds(Document):
     its entry here (:meth:`in_force`).
     """
 
-    WRITER: ClassVar[str] = "ppe evaluate --choose-thresholds"
+    WRITER: ClassVar[str] = "ppe thresholds"
 
     split: str
     criterion: str

@@ -14,7 +14,8 @@ Output folder (``--out``)::
     checkpoints/epoch-NNN.weights.h5
     checkpoints/best.weights.h5, best.json   the best epoch by validation mAP@0.5 (shipped)
     tensorboard/           TensorBoard event files
-    model/                 the trained model folder (model.keras, saved_model/, model.json)
+    model/                 the trained model folder (model.keras, saved_model/, model.json, and
+                           thresholds.json: per-class score thresholds chosen on the val split)
     train.json             summary: epochs, losses, images/s, hashes, MLflow run id
 """
 
@@ -33,7 +34,7 @@ from typing import Any
 from ppe.config import Config
 from ppe.errors import PpeError
 from ppe.run.documents import DatasetRecord, TrainingSummary
-from ppe.run.layout import dataset_file, train_summary_file
+from ppe.run.layout import CONFIG_FILE, THRESHOLDS_FILE, dataset_file, train_summary_file
 from ppe.run.layout import model_dir as trained_model_dir
 from ppe.train.distribution import select_strategy, worker_role
 from ppe.train.tracking import MlflowTracker
@@ -123,7 +124,7 @@ def _finite_loss_guard(config: Config) -> Any:
 
 def _check_resume(out_dir: Path, config: Config) -> None:
     """Refuse to resume a checkpoint that was made with another config."""
-    saved = out_dir / "config.yaml"
+    saved = out_dir / CONFIG_FILE
     if not (out_dir / BACKUP_DIR).exists() or not saved.is_file():
         return
     import yaml
@@ -168,6 +169,7 @@ def train(
 
     from ppe.data.tfdata import PipelineSpec, build_dataset, steps_for
     from ppe.data.voc import dataset_hash, load_split
+    from ppe.evaluate.detect import write_class_thresholds
     from ppe.model.bundle import load_model_dir, save_model_dir
     from ppe.model.darknet_weights import transfer
     from ppe.model.heads import init_head
@@ -183,7 +185,7 @@ def train(
         tracking_uri = None
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_resume(out_dir, config)
-    config.save(out_dir / "config.yaml")
+    config.save(out_dir / CONFIG_FILE)
     classes = list(config.model.classes)
     train_samples = load_split(data_dir, "train", classes)
     val_samples = load_split(data_dir, "val", classes)
@@ -317,6 +319,17 @@ def train(
             "mlflow_run_id": tracker.run_id if tracker else None,
         },
     )
+    if is_chief and val_samples:
+        # The edge applies these per-class thresholds (thresholds.json next to its .tflite); one
+        # detection pass over the validation split chooses them, never over the scored split.
+        write_class_thresholds(model_dir, data_dir, config.evaluate, split="val")
+    elif is_chief:
+        logger.warning(
+            "%s: no val split, so no per-class thresholds (%s): the edge applies "
+            "edge.score_threshold to every class",
+            data_dir,
+            THRESHOLDS_FILE,
+        )
     TrainingSummary(
         epochs=config.train.epochs,
         resumed_from_epoch=resumed_from,

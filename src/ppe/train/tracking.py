@@ -15,7 +15,7 @@ from typing import Any
 
 from ppe.config import Config
 from ppe.errors import PpeError
-from ppe.run.layout import TRAIN_SUMMARY_FILE
+from ppe.run.layout import CONFIG_FILE, TRAIN_SUMMARY_FILE
 
 RUN_STATE_FILE = "run_state.json"
 
@@ -91,7 +91,7 @@ class MlflowTracker:
         existing = self._mlflow.get_run(self.run_id).data.params
         self._mlflow.log_params({k: v for k, v in params.items() if k not in existing})
         self._mlflow.set_tags(dict(tags))
-        self._mlflow.log_text(config.to_yaml(), "config.yaml")
+        self._mlflow.log_text(config.to_yaml(), CONFIG_FILE)
 
     def callback(self) -> Any:
         """A Keras callback that logs each epoch's finite metrics."""

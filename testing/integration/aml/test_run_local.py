@@ -127,6 +127,11 @@ def test_every_node_ran_with_its_outputs_and_the_environment_azure_ml_sets(runs:
     assert (output(first, "report") / "index.html").is_file()
     assert (output(first, "report") / "report.zip").is_file()
     assert (output(first, "export") / "model_int8.tflite").is_file()
+    # The train node chose per-class thresholds on the val split (the chief, in the multi-worker
+    # second run); the export node carried them to the edge.
+    for run in (first, runs.root / "second"):
+        chosen = output(run, "train") / "model" / "thresholds.json"
+        assert (output(run, "export") / "thresholds.json").read_bytes() == chosen.read_bytes()
     # MLflow followed MLFLOW_TRACKING_URI (Azure ML sets it to the workspace in every job).
     assert (first / "mlflow.db").is_file()
     # Each node ran in its own copy of the code snapshot, whose config names the local registry.

@@ -18,6 +18,7 @@ from testing.helpers import CHROMIUM_ARGS, chromium_path, run_ppe
 from ppe.config import load_config
 from ppe.registry import get_registry
 from ppe.run import graph
+from ppe.run.documents import ClassThresholds
 
 if TYPE_CHECKING:
     from testing.conftest import SmokeRun
@@ -45,6 +46,7 @@ def test_first_run_is_promoted_and_every_step_wrote_its_folder(
         "config.yaml",
         "data/Annotations",
         "train/model/model.keras",
+        "train/model/thresholds.json",
         "evaluate/metrics.json",
         "champion/champion.json",
         "gate/gate.json",
@@ -233,3 +235,11 @@ def test_export_metrics_list_every_backend(two_runs: tuple[Path, Path, Path]) ->
         export["backends"]["keras"]["map50"], abs=0.02
     )
     assert (first / "export" / "labels.txt").read_text().split() == ["helmet", "head"]
+    # The train step chose per-class thresholds on the val split; the export carries them to the
+    # edge unchanged, and the evaluation's operating point applies them.
+    chosen = ClassThresholds.read(first / "export" / "thresholds.json")
+    assert chosen.split == "val" and set(chosen.thresholds) == {"helmet", "head"}
+    model_copy = first / "train" / "model" / "thresholds.json"
+    assert (first / "export" / "thresholds.json").read_bytes() == model_copy.read_bytes()
+    evaluated = json.loads((first / "evaluate" / "metrics.json").read_text())
+    assert "thresholds.json (chosen on the val split" in evaluated["operating_point"]["source"]

@@ -23,6 +23,8 @@ from ppe.edge.runtime import SPEC_FILE
 from ppe.export import INT8_FILE
 from ppe.iotedge import manifest as m
 from ppe.model.spec import YoloSpec
+from ppe.run.documents import ClassThresholds
+from ppe.run.layout import LABELS_FILE, THRESHOLDS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DOCKER_DIR = REPO_ROOT / "environments" / "docker"
@@ -33,8 +35,9 @@ STAGE_SCRIPT = DOCKER_DIR / "stage_model.sh"
 MODEL_CONTEXT = "environments/docker/model"
 UV = REPO_ROOT / ".tools" / "bin" / "uv"
 PLATFORMS = ("amd64", "arm64v8")
-# What `ppe export` writes that the image needs: the int8 model, its labels, its spec.
-MODEL_FILES = (INT8_FILE, "labels.txt", SPEC_FILE)
+# What `ppe export` writes that the image needs: the int8 model, its labels, its spec and its
+# per-class score thresholds.
+MODEL_FILES = (INT8_FILE, LABELS_FILE, SPEC_FILE, THRESHOLDS_FILE)
 Steps = list[tuple[str, str]]
 
 
@@ -365,6 +368,10 @@ def export_dir(tmp_path: Path, edge_models: Path, tflite_models: ModuleType) -> 
     spec = YoloSpec.default("yolov3_tiny", models.CLASS_NAMES, image_size=models.IMAGE_SIZE)
     (folder / SPEC_FILE).write_text(json.dumps({"spec": spec.to_dict(), "metadata": {}}))
     (folder / "metrics.json").write_text("{}")
+    chosen = ClassThresholds(
+        split="val", criterion="max F1", thresholds={"helmet": 0.4, "head": 0.3}
+    )
+    chosen.write(folder / THRESHOLDS_FILE)
     return folder
 
 
@@ -423,6 +430,20 @@ def test_the_dockerfiles_check_rejects_labels_that_disagree_with_the_model(
     assert "disagree" in loaded.stderr
 
 
+def test_the_dockerfiles_check_rejects_thresholds_for_another_model(
+    dockerfile: tuple[str, Steps], tmp_path: Path, export_dir: Path
+) -> None:
+    _, steps = dockerfile
+    ClassThresholds(split="val", criterion="max F1", thresholds={"person": 0.5}).write(
+        export_dir / THRESHOLDS_FILE
+    )
+    result, staged = _stage(tmp_path, export_dir)
+    assert result.returncode == 0, result.stderr
+    loaded = _load_in_image_layout(steps, staged)
+    assert loaded.returncode != 0
+    assert "names classes the model lacks (['person'])" in loaded.stderr
+
+
 def test_staging_replaces_an_earlier_model_and_refuses_an_incomplete_export(
     tmp_path: Path, export_dir: Path
 ) -> None:
@@ -432,6 +453,13 @@ def test_staging_replaces_an_earlier_model_and_refuses_an_incomplete_export(
     result, staged = _stage(tmp_path, export_dir)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in staged.iterdir()) == sorted(MODEL_FILES)
+    # An export of a model folder without per-class thresholds: the fix is named, nothing staged.
+    (export_dir / THRESHOLDS_FILE).unlink()
+    result, staged = _stage(tmp_path, export_dir)
+    assert result.returncode == 1
+    assert f"{export_dir / THRESHOLDS_FILE} is missing" in result.stderr
+    assert "run 'ppe thresholds --model" in result.stderr
+    assert sorted(p.name for p in staged.iterdir()) == sorted(MODEL_FILES)  # the earlier stage
     (export_dir / INT8_FILE).unlink()
     result, _ = _stage(tmp_path, export_dir)
     assert result.returncode == 1

@@ -22,6 +22,12 @@ ARTIFACTS = {
     layout.REPORT_ZIP,
     layout.PIPELINE_FILE,
     layout.DATA_CHECK_FILE,
+    layout.CONFIG_FILE,
+    layout.OUTCOMES_FILE,
+    layout.THRESHOLDS_FILE,
+    layout.LABELS_FILE,
+    layout.MODEL_JSON,
+    layout.MODEL_KERAS,
 }
 
 
