@@ -346,6 +346,32 @@ def write_evaluation(
     return out_dir
 
 
+def _score_split(
+    model_dir: Path, data_dir: Path, split: str, settings: EvaluateConfig, *, empty_hint: str
+) -> tuple[YoloSpec, SplitDetections, VocMapResult]:
+    """Run a model folder over ``split`` and score it (the cheap checks before TensorFlow).
+
+    Raises:
+        PpeError: not a model folder, or an empty split (``empty_hint`` says what to do).
+    """
+    from ppe.data.voc import load_split
+    from ppe.model.bundle import load_model_dir, read_model_json
+
+    spec = read_model_json(model_dir).spec
+    samples = load_split(data_dir, split, list(spec.class_names))
+    if not samples:
+        raise PpeError(
+            f"{data_dir}: split {split!r} has no images (ImageSets/Main/{split}.txt is empty); "
+            + empty_hint
+        )
+    model, spec, _ = load_model_dir(model_dir)
+    found = detect_split(keras_predict(model), spec, samples, settings)
+    result = evaluate_voc_map(
+        found.ground_truths, found.detections, spec.class_names, settings.iou_threshold
+    )
+    return spec, found, result
+
+
 def evaluate_model_dir(
     model_dir: Path,
     data_dir: Path,
@@ -372,22 +398,15 @@ def evaluate_model_dir(
     Raises:
         PpeError: not a model folder, an empty split, or unreadable data.
     """
-    from ppe.data.voc import dataset_hash, load_split
-    from ppe.model.bundle import load_model_dir, read_model_json
+    from ppe.data.voc import dataset_hash
 
     split = split or settings.split
-    # Check the cheap things first (no TensorFlow yet): the model folder's manifest and the split.
-    spec = read_model_json(model_dir).spec
-    samples = load_split(data_dir, split, list(spec.class_names))
-    if not samples:
-        raise PpeError(
-            f"{data_dir}: split {split!r} has no images (ImageSets/Main/{split}.txt is empty); "
-            "evaluate on another split with --split, or re-split the dataset"
-        )
-    model, spec, _ = load_model_dir(model_dir)
-    found = detect_split(keras_predict(model), spec, samples, settings)
-    result = evaluate_voc_map(
-        found.ground_truths, found.detections, spec.class_names, settings.iou_threshold
+    spec, found, result = _score_split(
+        model_dir,
+        data_dir,
+        split,
+        settings,
+        empty_hint="evaluate on another split with --split, or re-split the dataset",
     )
     metrics = metrics_document(
         result,
@@ -416,7 +435,7 @@ def evaluate_model_dir(
         f"{interval.low:.4f}-{interval.high:.4f}"
         if interval is not None and interval.low is not None and interval.high is not None
         else "n/a",
-        len(samples),
+        len(found.image_ids),
         split,
         ap_text,
         metrics_file(out_dir),
@@ -444,20 +463,12 @@ def write_class_thresholds(
     Raises:
         PpeError: an empty split or unreadable data.
     """
-    from ppe.data.voc import load_split
-    from ppe.model.bundle import load_model_dir, read_model_json
-
-    spec = read_model_json(model_dir).spec
-    samples = load_split(data_dir, split, list(spec.class_names))
-    if not samples:
-        raise PpeError(
-            f"{data_dir}: split {split!r} has no images (ImageSets/Main/{split}.txt is empty); "
-            "per-class thresholds are chosen on a validation split: give the dataset one"
-        )
-    model, spec, _ = load_model_dir(model_dir)
-    found = detect_split(keras_predict(model), spec, samples, settings)
-    result = evaluate_voc_map(
-        found.ground_truths, found.detections, spec.class_names, settings.iou_threshold
+    spec, _, result = _score_split(
+        model_dir,
+        data_dir,
+        split,
+        settings,
+        empty_hint="per-class thresholds are chosen on a validation split: give the dataset one",
     )
     chosen = ClassThresholds(
         split=split,
