@@ -69,19 +69,28 @@ def frames(tmp_path: Path) -> Path:
     return folder
 
 
+def rigged_options(edge_models: Path, tmp_path: Path, **overrides: Any) -> ModuleOptions:
+    """The module's options on the rigged int8 model, a queue under ``tmp_path``, any HTTP port."""
+    base: dict[str, Any] = {
+        "model_path": edge_models / "rigged_int8.tflite",
+        "labels_path": edge_models / "labels.txt",
+        "model_version": "5",
+        "queue_dir": tmp_path / "queue",
+        "http_port": 0,
+        "num_threads": 1,
+    }
+    return ModuleOptions(**{**base, **overrides})
+
+
 def make_module(
     edge_models: Path, tmp_path: Path, frames: Path, client: RecordingClient
 ) -> EdgeModule:
-    options = ModuleOptions(
-        model_path=edge_models / "rigged_int8.tflite",
-        labels_path=edge_models / "labels.txt",
-        model_version="5",
-        queue_dir=tmp_path / "queue",
-        http_port=0,
+    options = rigged_options(
+        edge_models,
+        tmp_path,
         camera_id="gate-2",
         frame_source=str(frames),
         frame_rate=20.0,
-        num_threads=1,
         device_id="site-device",
         module_id="ppedetector",
     )

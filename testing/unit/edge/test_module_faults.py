@@ -13,9 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-from testing.unit.edge.test_main import RecordingClient, frames, make_module, wait_for
+from testing.unit.edge.test_main import (
+    RecordingClient,
+    frames,
+    make_module,
+    rigged_options,
+    wait_for,
+)
 
-from ppe.edge.main import TOKEN_FILE, EdgeModule, ModuleOptions, options_from_env
+from ppe.edge.main import TOKEN_FILE, EdgeModule, options_from_env
 from ppe.errors import ConfigError
 
 __all__ = ["frames"]
@@ -87,14 +93,10 @@ def test_a_dead_worker_stops_the_module_with_exit_status_1(
 ) -> None:
     broken = tmp_path / "camera.mp4"
     broken.write_bytes(b"\x00not a video" * 100)
-    options = ModuleOptions(
-        model_path=edge_models / "rigged_int8.tflite",
-        labels_path=edge_models / "labels.txt",
-        model_version="5",
-        queue_dir=tmp_path / "queue",
-        http_port=0,
+    options = rigged_options(
+        edge_models,
+        tmp_path,
         frame_source=str(broken),
-        num_threads=1,
     )
     module = EdgeModule(options, client_factory=None)
     module.start()
@@ -109,14 +111,10 @@ def test_a_dead_worker_stops_the_module_with_exit_status_1(
 def test_stale_frames_and_a_hub_outage_are_reported(edge_models: Path, tmp_path: Path) -> None:
     client = RecordingClient(dict(FAST_ALERTS))
     client.down = True
-    options = ModuleOptions(
-        model_path=edge_models / "rigged_int8.tflite",
-        labels_path=edge_models / "labels.txt",
-        model_version="5",
-        queue_dir=tmp_path / "queue",
-        http_port=0,
+    options = rigged_options(
+        edge_models,
+        tmp_path,
         frame_source="rtsp://127.0.0.1:9/stream1",  # a camera that never answers
-        num_threads=1,
     )
     module = EdgeModule(options, client_factory=lambda: client, stale_frames_s=1.0)
     module.start()
@@ -136,14 +134,10 @@ def test_stale_frames_and_a_hub_outage_are_reported(edge_models: Path, tmp_path:
 def test_camera_credentials_never_reach_the_log(
     edge_models: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    options = ModuleOptions(
-        model_path=edge_models / "rigged_int8.tflite",
-        labels_path=edge_models / "labels.txt",
-        model_version="5",
-        queue_dir=tmp_path / "queue",
-        http_port=0,
+    options = rigged_options(
+        edge_models,
+        tmp_path,
         frame_source="rtsp://admin:hunter2@127.0.0.1:9/stream1",
-        num_threads=1,
     )
     with caplog.at_level(logging.DEBUG):
         module = EdgeModule(options, client_factory=None)
@@ -168,14 +162,10 @@ def test_the_score_token_comes_from_the_environment_a_secret_or_the_queue_folder
         options_from_env({**base, "SCORE_TOKEN": "short"})
     assert options_from_env({**base, "HTTP_HOST": "127.0.0.1"}).http_host == "127.0.0.1"
     # No token configured: one is generated, kept private in QUEUE_DIR, and stays the same.
-    options = ModuleOptions(
-        model_path=edge_models / "rigged_int8.tflite",
-        labels_path=edge_models / "labels.txt",
-        model_version="5",
-        queue_dir=tmp_path / "queue",
-        http_port=0,
+    options = rigged_options(
+        edge_models,
+        tmp_path,
         http_host="127.0.0.1",
-        num_threads=1,
     )
     first = EdgeModule(options, client_factory=None)
     token_path = tmp_path / "queue" / TOKEN_FILE
