@@ -131,21 +131,32 @@ def _hard_nms(
     """Greedy hard NMS over one set of boxes; returns kept indices in descending score order.
 
     A box is suppressed when its IoU with an already kept box is strictly greater than
-    ``iou_threshold``. The IoU matrix is computed once; the greedy pass touches each candidate
-    once with vector operations on its row.
+    ``iou_threshold``. Only the kept boxes' IoU rows against the still-alive candidates are
+    computed, so the cost is ``O(kept * N)`` rather than the ``O(N^2)`` of a full IoU matrix
+    (an untrained detector at the evaluation threshold gives thousands of candidates per image,
+    and ``limit`` bounds ``kept``).
     """
     order = np.argsort(-scores, kind="stable")
-    ordered = boxes[order]
-    iou = box_iou(ordered, ordered)
-    suppressed = np.zeros(order.size, dtype=bool)
+    ordered = np.asarray(boxes, dtype=np.float64)[order]
+    xmin, ymin, xmax, ymax = (ordered[:, k] for k in range(4))
+    area = np.clip(xmax - xmin, 0, None) * np.clip(ymax - ymin, 0, None)
+    alive = np.arange(order.size)
     keep: list[int] = []
-    for position in range(order.size):
-        if suppressed[position]:
-            continue
-        keep.append(position)
-        if len(keep) == limit:
-            break
-        suppressed |= iou[position] > iou_threshold
+    while alive.size and len(keep) < limit:
+        current, rest = int(alive[0]), alive[1:]
+        keep.append(current)
+        width = np.clip(
+            np.minimum(xmax[current], xmax[rest]) - np.maximum(xmin[current], xmin[rest]), 0, None
+        )
+        height = np.clip(
+            np.minimum(ymax[current], ymax[rest]) - np.maximum(ymin[current], ymin[rest]), 0, None
+        )
+        intersection = width * height
+        union = area[current] + area[rest] - intersection
+        safe = np.where(union > 0, union, 1.0)
+        # float32 like box_iou, so the threshold comparison is the same as with the full matrix.
+        iou = np.where(union > 0, intersection / safe, 0.0).astype(np.float32)
+        alive = rest[~(iou > iou_threshold)]
     return order[np.asarray(keep, dtype=np.int64)]
 
 

@@ -102,3 +102,38 @@ def test_detect_end_to_end_clips_boxes() -> None:
     assert len(results[1]) == 1
     assert results[1].classes.tolist() == [0]
     assert results[1].boxes.min() >= 0.0 and results[1].boxes.max() <= 1.0
+
+
+def _full_matrix_nms(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int
+) -> np.ndarray:
+    """The textbook greedy NMS over the whole IoU matrix: the reference for ``_hard_nms``."""
+    order = np.argsort(-scores, kind="stable")
+    iou = box_iou(boxes[order], boxes[order])
+    suppressed = np.zeros(order.size, dtype=bool)
+    keep: list[int] = []
+    for position in range(order.size):
+        if suppressed[position]:
+            continue
+        keep.append(position)
+        if len(keep) == limit:
+            break
+        suppressed |= iou[position] > iou_threshold
+    return order[np.asarray(keep, dtype=np.int64)]
+
+
+@pytest.mark.parametrize(("count", "limit"), [(0, 5), (1, 5), (400, 100), (1500, 1500)])
+def test_hard_nms_keeps_exactly_what_the_full_iou_matrix_keeps(count: int, limit: int) -> None:
+    # Crowded boxes (many overlaps), ties in score and zero-area boxes: the row-by-row pass must
+    # keep the same indices in the same order as the full-matrix pass it replaced.
+    from ppe.model.decode import _hard_nms
+
+    rng = np.random.default_rng(count)
+    centres = rng.uniform(0.3, 0.7, size=(count, 2))
+    sizes = rng.uniform(0.0, 0.2, size=(count, 2))
+    sizes[::37] = 0.0
+    boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1)
+    scores = np.round(rng.uniform(size=count), 2).astype(np.float32)
+    for threshold in (0.0, 0.45, 1.0):
+        expected = _full_matrix_nms(boxes, scores, threshold, limit)
+        np.testing.assert_array_equal(_hard_nms(boxes, scores, threshold, limit), expected)
