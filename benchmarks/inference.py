@@ -1,4 +1,4 @@
-"""Inference: Keras fp32 vs LiteRT fp32 vs LiteRT int8 on the same model, batch 1, 2 threads.
+"""Inference: Keras fp32, LiteRT, ONNX Runtime and OpenVINO on the same model, batch 1, 2 threads.
 
 Latency is the forward pass alone, batch 1, at the benchmark size (416), after warm-up: from the
 letterboxed image in the backend's own input type to float raw heads. Keras takes float32 in
@@ -14,9 +14,24 @@ machine hits them alike. Keras runs the model in a ``tf.function`` graph (the fa
 TensorFlow's intra-op and inter-op pools limited to ``--threads`` before TensorFlow starts; LiteRT
 runs with ``num_threads=--threads``.
 
+The peer runtimes a user would try instead (ONNX Runtime and OpenVINO, fp32 and int8, converted
+as :mod:`benchmarks.peers` says and calibrated on the LiteRT int8 export's images) take the float32
+letterbox and are timed in the same interleaved blocks, on the same input, with the same threads.
+
 mAP@0.5 of each backend comes from the same split through the same path as ``ppe export``:
 :func:`ppe.evaluate.detect.detect_split` (letterbox, forward pass, NumPy decode and class-aware NMS,
-boxes back to pixels) and :func:`ppe.evaluate.voc_map.evaluate_voc_map`.
+boxes back to pixels) and :func:`ppe.evaluate.voc_map.evaluate_voc_map`, with the project's
+percentile bootstrap interval over images (:mod:`ppe.evaluate.bootstrap`) and the paired interval
+of the difference to Keras fp32 on the same resamples.
+
+The ceiling: the machine's achieved fp32 and int8 matrix-product rate on the same threads and the
+model's operation count (:mod:`benchmarks.peak`); each backend's achieved rate (operations / p50
+latency) as a fraction of the peak of its precision.
+
+The recommendation: among the backends the edge module could ship (all but Keras, whose
+TensorFlow the edge image does not hold), those at equal mAP@0.5 with Keras fp32 (the paired 95%
+interval of the difference contains 0, or the difference is within :data:`MAP_TOLERANCE`), the
+fastest at p50.
 """
 
 from __future__ import annotations
@@ -36,6 +51,58 @@ logger = logging.getLogger("benchmarks.inference")
 BLOCK = 10
 SPEEDUP_TARGET = 4.0
 MAP_TOLERANCE = 0.02
+#: The backend the edge module ships today (``ppe edge serve`` / the module run a LiteRT int8 file).
+EDGE_BACKEND = "litert_int8"
+#: Backends the edge module cannot ship (its image has no TensorFlow).
+NOT_SHIPPABLE = ("keras_fp32",)
+
+
+def precision(backend: str) -> str:
+    """``int8`` or ``fp32``, from the backend's name."""
+    return "int8" if backend.endswith("int8") else "fp32"
+
+
+def recommend(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The fastest shippable backend at equal mAP@0.5 with Keras fp32 (see the module docstring).
+
+    Args:
+        entries: backend -> its entry (``latency_ms_p50``, ``map50_delta_vs_keras``,
+            ``map50_delta_interval``).
+
+    Returns:
+        ``backend`` (None when none qualifies), ``qualifying``, ``excluded`` (backend -> why) and
+        the ``rule``.
+    """
+    qualifying: list[str] = []
+    excluded: dict[str, str] = {}
+    for name, entry in entries.items():
+        if name in NOT_SHIPPABLE:
+            excluded[name] = "the edge image has no TensorFlow"
+            continue
+        delta = entry["map50_delta_vs_keras"]
+        low, high = entry.get("map50_delta_interval") or (None, None)
+        within = low is not None and high is not None and low <= 0.0 <= high
+        if within or abs(delta) <= MAP_TOLERANCE:
+            qualifying.append(name)
+        else:
+            excluded[name] = (
+                f"mAP@0.5 {delta * 100:+.1f} points vs Keras fp32 (paired 95% interval "
+                f"{_points(low)} to {_points(high)})"
+            )
+    best = min(qualifying, key=lambda name: entries[name]["latency_ms_p50"], default=None)
+    return {
+        "backend": best,
+        "qualifying": sorted(qualifying, key=lambda name: entries[name]["latency_ms_p50"]),
+        "excluded": excluded,
+        "edge_backend": EDGE_BACKEND,
+        "rule": "fastest p50 among backends the edge image can run whose mAP@0.5 equals Keras "
+        "fp32's: the paired 95% bootstrap interval of the difference contains 0, or the "
+        f"difference is within {MAP_TOLERANCE * 100:g} points",
+    }
+
+
+def _points(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:+.1f}"
 
 
 def _interleaved_latency(
@@ -60,9 +127,12 @@ def run(context: Context) -> dict[str, Any]:
     thread_settings = limit_tf_threads(context.threads)
     import tensorflow as tf
 
-    from benchmarks.models import export_litert, prepare_model
+    from benchmarks.models import calibration_count, export_litert, export_peers, prepare_model
+    from benchmarks.peak import measure_peak, operation_count
+    from benchmarks.peers import PeerModel, cpu_has_vnni, model_bytes, versions
     from ppe.config import EvaluateConfig
     from ppe.data.voc import load_split
+    from ppe.evaluate.bootstrap import LEVEL, bootstrap_map, paired_difference
     from ppe.evaluate.detect import detect_split, keras_predict, load_rgb
     from ppe.evaluate.voc_map import evaluate_voc_map
     from ppe.litert import LiteRTModel
@@ -70,7 +140,7 @@ def run(context: Context) -> dict[str, Any]:
     from ppe.model.preprocess import letterbox
 
     prepared = prepare_model(context)
-    files = export_litert(context, prepared)
+    files: dict[str, Path] = {**export_litert(context, prepared), **export_peers(context, prepared)}
     model, spec, _ = load_model_dir(prepared.model_dir)
     classes = list(spec.class_names)
     samples = load_split(prepared.data_dir, prepared.eval_split, classes)
@@ -87,22 +157,44 @@ def run(context: Context) -> dict[str, Any]:
 
     backends: dict[str, Callable[[np.ndarray], Any]] = {"keras_fp32": keras_graph}
     runtimes: dict[str, LiteRTModel] = {}
+    peers: dict[str, PeerModel] = {}
     for name, path in files.items():
-        runtimes[name] = LiteRTModel(Path(path), spec, num_threads=context.threads)
-        backends[name] = runtimes[name].predict
+        if path.suffix == ".tflite":
+            runtimes[name] = LiteRTModel(Path(path), spec, num_threads=context.threads)
+            backends[name] = runtimes[name].predict
+        else:
+            peers[name] = PeerModel(name, Path(path), spec.output_shapes, context.threads)
+            backends[name] = peers[name].predict
 
     entries: dict[str, dict[str, Any]] = {}
+    outcomes: dict[str, Any] = {}
     for name, predict in backends.items():
         found = detect_split(predict, spec, samples, settings, batch_size=1)
         scored = evaluate_voc_map(found.ground_truths, found.detections, classes)
+        outcomes[name] = scored.outcomes
+        interval = bootstrap_map(
+            scored.outcomes,
+            classes,
+            resamples=settings.bootstrap_resamples,
+            seed=settings.bootstrap_seed,
+        ).map50
         entries[name] = {
             "map50": round(float(scored.map50), 4),
+            "map50_interval": _interval(interval.low, interval.high),
             "ap": {
                 key: None if value is None else round(value, 4) for key, value in scored.ap.items()
             },
             "pipeline_ms_per_image": round(found.seconds * 1000.0 / len(samples), 2),
         }
         logger.info("%s: mAP@0.5 %.4f on %d images", name, scored.map50, len(samples))
+    for name in backends:
+        paired = paired_difference(
+            outcomes[name],
+            outcomes["keras_fp32"],
+            resamples=settings.bootstrap_resamples,
+            seed=settings.bootstrap_seed,
+        )
+        entries[name]["map50_delta_interval"] = _interval(paired.interval.low, paired.interval.high)
 
     image = load_rgb(Path(samples[0].image_path))
     first, _ = letterbox(image, size)
@@ -115,6 +207,8 @@ def run(context: Context) -> dict[str, Any]:
     for name, runtime in runtimes.items():
         calls[name] = (runtime.detector.forward, native[name])
         calls[f"{name}_float_input"] = (runtime.predict, batch)
+    for name, peer in peers.items():
+        calls[name] = (peer.forward, batch)
     runs = 20 if context.quick else 300
     timings = _interleaved_latency(calls, runs, warmup=2 if context.quick else 10)
     keras_p50 = float(np.percentile(timings["keras_fp32"], 50))
@@ -133,13 +227,23 @@ def run(context: Context) -> dict[str, Any]:
             entries[name]["map50"] - entries["keras_fp32"]["map50"], 4
         )
         entries[name]["size_bytes"] = (
-            Path(files[name]).stat().st_size
+            model_bytes(Path(files[name]))
             if name in files
             else Path(prepared.model_dir, "model.keras").stat().st_size
         )
     on_batch = summarize_ms(timings["keras_predict_on_batch"])
     entries["keras_fp32"]["predict_on_batch_latency_ms_p50"] = on_batch["latency_ms_p50"]
     entries["keras_fp32"]["predict_on_batch_latency_ms_p95"] = on_batch["latency_ms_p95"]
+    peak = measure_peak(context.threads, context.quick)
+    operations = operation_count(model)
+    for name, entry in entries.items():
+        entry["precision"] = precision(name)
+        achieved = operations["operations"] / (entry["latency_ms_p50"] / 1000.0) / 1e9
+        ceiling = peak["fp32_gflops"] if entry["precision"] == "fp32" else peak["int8_gops"]
+        entry["achieved_gops"] = round(achieved, 2)
+        entry["fraction_of_peak"] = round(achieved / ceiling, 4)
+    recommendation = recommend(entries)
+    logger.info("recommended edge backend: %s", recommendation["backend"])
     for name, entry in entries.items():
         logger.info(
             "%s: p50 %.2f ms, p95 %.2f ms, %.2fx Keras, mAP@0.5 %.4f",
@@ -170,8 +274,18 @@ def run(context: Context) -> dict[str, Any]:
             "eval_images": len(samples),
             "score_threshold": settings.score_threshold,
             "nms_iou_threshold": settings.nms_iou_threshold,
+            "bootstrap": {
+                "resamples": settings.bootstrap_resamples,
+                "seed": settings.bootstrap_seed,
+                "level": LEVEL,
+            },
+            "calibration_images": calibration_count(context),
+            "onnxruntime_int8_reduce_range": not cpu_has_vnni(),
+            "peer_versions": versions(),
         },
         "backends": entries,
+        "ceiling": {"peak": peak, "model_operations": operations},
+        "recommendation": recommendation,
         "targets": [
             target(
                 "int8_speedup",
@@ -189,5 +303,28 @@ def run(context: Context) -> dict[str, Any]:
                 f"Keras {entries['keras_fp32']['map50']:.4f}, int8 {int8['map50']:.4f} on "
                 f"{len(samples)} images",
             ),
+            _edge_target(entries, recommendation),
         ],
     }
+
+
+def _interval(low: float | None, high: float | None) -> list[float] | None:
+    if low is None or high is None:
+        return None
+    return [round(low, 4), round(high, 4)]
+
+
+def _edge_target(entries: dict[str, dict[str, Any]], recommendation: dict[str, Any]) -> Any:
+    """The edge module's backend is the fastest at equal mAP: the best one's p50 over its own."""
+    best = recommendation["backend"]
+    edge = entries[EDGE_BACKEND]
+    ratio = None if best is None else entries[best]["latency_ms_p50"] / edge["latency_ms_p50"]
+    return target(
+        "edge_backend_fastest",
+        f"the edge module's backend ({EDGE_BACKEND}) is the fastest at equal mAP@0.5",
+        ratio,
+        best == EDGE_BACKEND,
+        "x",
+        f"fastest at equal mAP: {best}; figure: its p50 / {EDGE_BACKEND} p50 (1 when it is "
+        f"{EDGE_BACKEND}, below 1 when another backend is faster)",
+    )

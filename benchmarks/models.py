@@ -273,6 +273,48 @@ def prepare_model(context: Context) -> PreparedModel:
     return prepared
 
 
+def calibration_count(context: Context) -> int:
+    """Train images that calibrate every int8 model (LiteRT, ONNX Runtime, OpenVINO)."""
+    return 8 if context.quick else 100
+
+
+def calibration_batches(context: Context, prepared: PreparedModel) -> list[Any]:
+    """The int8 calibration inputs: float32 ``(1, S, S, 3)`` letterboxed train images.
+
+    The same images, in the same order, as the LiteRT int8 export's representative dataset
+    (:func:`ppe.export._representative`), so every int8 backend is calibrated alike.
+    """
+    from ppe.data.voc import load_split
+    from ppe.export import _representative
+    from ppe.model.bundle import load_model_dir
+
+    _, spec, _ = load_model_dir(prepared.model_dir)
+    samples = load_split(prepared.data_dir, prepared.calibration_split, list(spec.class_names))
+    return [
+        batch[0] for batch in _representative(samples, spec.image_size, calibration_count(context))
+    ]
+
+
+def export_peers(context: Context, prepared: PreparedModel) -> dict[str, Path]:
+    """ONNX Runtime and OpenVINO models (fp32, int8) of the prepared model. Cached per run.
+
+    See :mod:`benchmarks.peers` for the conversion paths.
+
+    Returns:
+        Peer backend name -> model file.
+    """
+    from benchmarks.peers import FILES, convert_all
+
+    folder = context.work / "peers"
+    files = {name: folder / file for name, file in FILES.items()}
+    if all(path.is_file() for path in files.values()):
+        return files
+    from ppe.model.bundle import load_model_dir
+
+    model, spec, _ = load_model_dir(prepared.model_dir)
+    return convert_all(model, spec.image_size, calibration_batches(context, prepared), folder)
+
+
 def export_litert(context: Context, prepared: PreparedModel) -> dict[str, Path]:
     """LiteRT fp32 and int8 files of the prepared model, with ``model.json`` and ``labels.txt``.
 
@@ -298,8 +340,7 @@ def export_litert(context: Context, prepared: PreparedModel) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     model, spec, metadata = load_model_dir(prepared.model_dir)
     calibration = load_split(prepared.data_dir, prepared.calibration_split, list(spec.class_names))
-    count = 8 if context.quick else 100
-    written = convert(model, calibration, spec.image_size, count, True, folder)
+    written = convert(model, calibration, spec.image_size, calibration_count(context), True, folder)
     (folder / "labels.txt").write_text("".join(f"{name}\n" for name in spec.class_names))
     (folder / "model.json").write_text(
         json.dumps({"spec": spec.to_dict(), "metadata": metadata}, indent=2)

@@ -95,6 +95,48 @@ def _targets(document: dict[str, Any]) -> list[str]:
     return ["## Targets", "", *_table(("target", "measured", "met", "note"), rows)]
 
 
+def _interval(values: Sequence[float] | None, scale: float = 1.0, digits: int = 3) -> str:
+    if not values:
+        return "n/a"
+    return f"[{values[0] * scale:.{digits}f}, {values[1] * scale:.{digits}f}]"
+
+
+def _ceiling(result: dict[str, Any]) -> list[str]:
+    ceiling = result.get("ceiling")
+    if not ceiling:
+        return []
+    peak, operations = ceiling.get("peak", {}), ceiling.get("model_operations", {})
+    lines = [
+        f"Ceiling: this machine's achieved peak on {peak.get('threads')} threads is "
+        f"{_fmt(peak.get('fp32_gflops'))} GFLOP/s fp32 and {_fmt(peak.get('int8_gops'))} GOP/s "
+        f"int8 ({peak.get('method')}). The model does "
+        f"{_fmt(operations.get('gigaoperations'), 3)} G operations per image "
+        f"({operations.get('method')}); a backend's achieved rate is that over its p50, its "
+        "fraction of peak that rate over the peak of its precision.",
+        "",
+    ]
+    recommendation = result.get("recommendation")
+    if recommendation:
+        best = recommendation.get("backend")
+        edge = recommendation.get("edge_backend")
+        verdict = (
+            f"the module's backend ({edge}) is that backend"
+            if best == edge
+            else f"the edge module ships {edge} today; the measured recommendation is {best}"
+        )
+        lines += [
+            f"**Edge backend: {best or 'none qualifies'}** ({recommendation.get('rule')}); "
+            f"{verdict}. At equal mAP, fastest first: "
+            f"{', '.join(recommendation.get('qualifying', [])) or 'none'}."
+            + "".join(
+                f" Not eligible: {name} ({why})."
+                for name, why in recommendation.get("excluded", {}).items()
+            ),
+            "",
+        ]
+    return lines
+
+
 def _inference(result: dict[str, Any]) -> list[str]:
     settings = result.get("settings", {})
     lines = [
@@ -117,7 +159,12 @@ def _inference(result: dict[str, Any]) -> list[str]:
                 entry.get("latency_ms_p95"),
                 f"{_fmt(entry.get('speedup_vs_keras'))}x",
                 entry.get("float_input_latency_ms_p50", "same"),
+                _fmt(entry.get("fraction_of_peak", 0) * 100.0, 1)
+                if entry.get("fraction_of_peak") is not None
+                else "n/a",
                 _score(entry.get("map50")),
+                _interval(entry.get("map50_interval")),
+                _interval(entry.get("map50_delta_interval"), 100.0, 1),
                 *(_score(entry.get("ap", {}).get(c)) for c in classes),
                 _fmt((entry.get("size_bytes") or 0) / 1e6, 1),
             )
@@ -129,7 +176,10 @@ def _inference(result: dict[str, Any]) -> list[str]:
         "p95 ms",
         "speed-up vs Keras",
         "p50 ms from float32 input",
+        "% of peak",
         "mAP@0.5",
+        "mAP 95% interval",
+        "vs Keras, points (paired 95%)",
         *(f"AP {c}" for c in classes),
         "size MB",
     )
@@ -146,7 +196,23 @@ def _inference(result: dict[str, Any]) -> list[str]:
         + ".",
         "",
     ]
-    return lines
+    versions = settings.get("peer_versions")
+    if versions:
+        lines += [
+            "Peer runtimes: "
+            + ", ".join(f"{name} {version}" for name, version in versions.items())
+            + f"; int8 models calibrated on {settings.get('calibration_images')} train images "
+            "(the LiteRT int8 export's)"
+            + (
+                "; ONNX Runtime int8 with 7-bit weights (`reduce_range`: this CPU has no VNNI)"
+                if settings.get("onnxruntime_int8_reduce_range")
+                else ""
+            )
+            + ". mAP intervals: percentile bootstrap over images, "
+            f"{(settings.get('bootstrap') or {}).get('resamples')} resamples.",
+            "",
+        ]
+    return lines + _ceiling(result)
 
 
 def _serving(result: dict[str, Any]) -> list[str]:
@@ -170,9 +236,25 @@ def _serving(result: dict[str, Any]) -> list[str]:
             )
         )
     settings = result.get("settings", {})
+    by_backend = result.get("by_backend")
+    if by_backend:
+        rows = [
+            (
+                backend,
+                int(clients),
+                phase.get("requests_ok"),
+                sum(phase.get("errors", {}).values()),
+                phase.get("requests_per_s"),
+                phase.get("latency_ms_p50"),
+                phase.get("latency_ms_p99"),
+                phase.get("server_total_ms_p50"),
+            )
+            for backend, item in by_backend.items()
+            for clients, phase in item.get("phases", {}).items()
+        ]
     lines += _table(
         (
-            "phase",
+            "backend" if by_backend else "phase",
             "clients",
             "requests",
             "errors",
@@ -186,7 +268,14 @@ def _serving(result: dict[str, Any]) -> list[str]:
     lines += [
         f"Server: {settings.get('server')}, {settings.get('model')}, "
         f"{settings.get('server_threads')} interpreter threads. Images: {settings.get('images')}, "
-        f"{settings.get('image_size')}. Clients share the cores with the server.",
+        f"{settings.get('image_size')}. Clients share the cores with the server."
+        + (
+            " Peer runtimes: the same HTTP server and detection path on ONNX Runtime or "
+            "OpenVINO (`python -m benchmarks.peer_server`); targets are checked on litert_int8 "
+            "(1 and 4 clients)."
+            if by_backend
+            else ""
+        ),
         "",
     ]
     return lines

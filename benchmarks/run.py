@@ -51,7 +51,7 @@ BENCHMARKS: tuple[str, ...] = (
 )
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -5,14 +5,20 @@ model_int8.tflite --port N --threads T --host 127.0.0.1`` in a subprocess (the i
 inference benchmark, with its ``model.json``). The clients run in this process and share the
 machine's cores with the server, as a camera gateway on the same device would.
 
-Two phases, each bounded in requests and in seconds, whichever comes first:
+Phases of 1, 4 and 16 clients posting back to back, each bounded in requests and in seconds,
+whichever comes first:
 
-* ``sequential``: one client, one request at a time: the latency of a request on an idle
-  server (the p50 target).
-* ``concurrent``: a pool of clients (4 by default) posting back to back: throughput (the
-  requests/s target) and latency under load. The server scores one image at a time behind a lock
-  on the interpreter, so under load latency ~= clients / throughput (Little's law) and includes
-  the wait in the queue.
+* ``sequential`` (1 client): the latency of a request on an idle server (the p50 target).
+* ``concurrent`` (4 clients): throughput (the requests/s target) and latency under load. The
+  server scores one image at a time behind a lock on the interpreter, so under load latency ~=
+  clients / throughput (Little's law) and includes the wait in the queue.
+* 16 clients: the same under a heavier queue.
+
+The same phases run against every backend the edge module could ship (``by_backend``): LiteRT
+fp32 and int8 through ``ppe edge serve``, and the ONNX Runtime and OpenVINO models of
+:mod:`benchmarks.peers` through ``python -m benchmarks.peer_server`` (the module's own HTTP server
+and detection path on that runtime, as the module would need it). One server runs at a time. The
+targets are checked on the LiteRT int8 server, the module's backend.
 
 Every request opens a new connection (the server answers HTTP/1.0 and closes). Images: real
 photos resized to 640x480 when real data are given, else procedural scenes rendered at 640x480.
@@ -44,6 +50,8 @@ logger = logging.getLogger("benchmarks.serving")
 
 WIDTH, HEIGHT = 640, 480
 CLIENTS = 4
+#: Concurrent clients of each phase.
+PHASES = (1, CLIENTS, 16)
 P50_TARGET_MS = 15.0
 RPS_TARGET = 60.0
 
@@ -180,48 +188,78 @@ def _wait_healthy(port: int, process: subprocess.Popen[bytes], timeout_s: float)
     raise RuntimeError(f"ppe edge serve did not answer /healthz within {timeout_s:.0f} s")
 
 
-def run(context: Context) -> dict[str, Any]:
-    """Start ``ppe edge serve`` with the int8 model and load it (see the module docstring)."""
-    from benchmarks.models import export_litert, prepare_model
-
-    prepared = prepare_model(context)
-    model = Path(export_litert(context, prepared)["litert_int8"])
-    images, image_origin = make_jpegs(16, env_path(context.data, DATA_ENV), context.seed)
-    port = _free_port()
-    log_path = context.work / "serving" / "serve.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [
+def _server_command(
+    backend: str, model: Path, spec_file: Path, port: int, threads: int
+) -> list[str]:
+    """The command that serves ``model``: the module's ``ppe edge serve``, else the peer server."""
+    if model.suffix == ".tflite":
+        return [
+            sys.executable,
+            "-m",
+            "ppe",
+            "edge",
+            "serve",
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--threads",
+            str(threads),
+            "--model-version",
+            "benchmark",
+        ]
+    return [
         sys.executable,
         "-m",
-        "ppe",
-        "edge",
-        "serve",
+        "benchmarks.peer_server",
+        "--backend",
+        backend,
         "--model",
         str(model),
+        "--spec",
+        str(spec_file),
         "--port",
         str(port),
-        "--host",
-        "127.0.0.1",
         "--threads",
-        str(context.threads),
-        "--model-version",
-        "benchmark",
+        str(threads),
     ]
+
+
+def serve_and_load(
+    command: list[str],
+    port: int,
+    images: Sequence[bytes],
+    bounds: tuple[int, float],
+    log_path: Path,
+) -> dict[str, Any]:
+    """Start one server, warm it up, run every phase of :data:`PHASES`, stop it.
+
+    Returns:
+        ``health`` (its ``/healthz``), ``phases`` (clients -> :func:`load_phase` result) and
+        ``exit_code``.
+    """
     logger.info("starting %s", " ".join(command[1:]))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
         )
+    phases: dict[str, Any] = {}
     try:
-        health = _wait_healthy(port, process, 120.0)
+        health = _wait_healthy(port, process, 180.0)
         for index in range(5):  # warm-up
             post(port, images[index % len(images)])
-        if context.quick:
-            sequential = load_phase(port, images, 1, 40, 10.0)
-            concurrent = load_phase(port, images, CLIENTS, 100, 10.0)
-        else:
-            sequential = load_phase(port, images, 1, 500, 60.0)
-            concurrent = load_phase(port, images, CLIENTS, 3000, 60.0)
+        for clients in PHASES:
+            phases[str(clients)] = load_phase(port, images, clients, *bounds)
+            logger.info(
+                "%d client(s): %.1f requests/s, p50 %.1f ms, p99 %.1f ms",
+                clients,
+                phases[str(clients)]["requests_per_s"],
+                phases[str(clients)]["latency_ms_p50"],
+                phases[str(clients)]["latency_ms_p99"],
+            )
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -229,15 +267,39 @@ def run(context: Context) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             process.kill()
             exit_code = process.wait(10)
-    for name, phase in (("sequential", sequential), ("concurrent", concurrent)):
-        logger.info(
-            "%s (%d client(s)): %.1f requests/s, p50 %.1f ms, p99 %.1f ms",
-            name,
-            phase["clients"],
-            phase["requests_per_s"],
-            phase["latency_ms_p50"],
-            phase["latency_ms_p99"],
+    return {"health": health, "phases": phases, "exit_code": exit_code}
+
+
+def run(context: Context) -> dict[str, Any]:
+    """Serve each shippable backend and load it (see the module docstring)."""
+    from benchmarks.inference import EDGE_BACKEND
+    from benchmarks.models import export_litert, export_peers, prepare_model
+
+    prepared = prepare_model(context)
+    litert = export_litert(context, prepared)
+    models = {**litert, **export_peers(context, prepared)}
+    spec_file = Path(litert[EDGE_BACKEND]).parent / "model.json"
+    images, image_origin = make_jpegs(16, env_path(context.data, DATA_ENV), context.seed)
+    bounds = (30, 5.0) if context.quick else (2000, 30.0)
+    by_backend: dict[str, Any] = {}
+    health: dict[str, Any] = {}
+    for backend, model in models.items():
+        port = _free_port()
+        command = _server_command(backend, Path(model), spec_file, port, context.threads)
+        served = serve_and_load(
+            command, port, images, bounds, context.work / "serving" / f"{backend}.log"
         )
+        if backend == EDGE_BACKEND:
+            health = served["health"]
+        by_backend[backend] = {
+            "server": "python -m ppe edge serve"
+            if Path(model).suffix == ".tflite"
+            else "python -m benchmarks.peer_server",
+            "phases": served["phases"],
+            "server_exit_code": served["exit_code"],
+        }
+    edge = by_backend[EDGE_BACKEND]["phases"]
+    sequential, concurrent = edge["1"], edge[str(CLIENTS)]
     return {
         "status": "ok",
         "settings": {
@@ -246,10 +308,13 @@ def run(context: Context) -> dict[str, Any]:
             "server_threads": context.threads,
             "images": image_origin,
             "image_size": f"{WIDTH}x{HEIGHT} JPEG (quality 90)",
-            "server_exit_code": exit_code,
+            "server_exit_code": by_backend[EDGE_BACKEND]["server_exit_code"],
+            "phases": list(PHASES),
+            "bounds": {"max_requests": bounds[0], "max_seconds": bounds[1]},
         },
         "sequential": sequential,
         "concurrent": concurrent,
+        "by_backend": by_backend,
         "requests_per_s": concurrent["requests_per_s"],
         "latency_ms_p50": concurrent["latency_ms_p50"],
         "latency_ms_p99": concurrent["latency_ms_p99"],

@@ -1,8 +1,9 @@
 """``python -m benchmarks.run --quick`` as ``make bench`` runs it: the results JSON and RESULTS.md.
 
 The smallest meaningful run: the evaluator, the inference benchmark on a model trained for a few
-seconds at 128 px (every backend: Keras, LiteRT fp32, LiteRT int8), and the real-data benchmark
-without data or weights (recorded as skipped, with no figures).
+seconds at 128 px (every backend: Keras, LiteRT fp32 and int8, ONNX Runtime fp32 and int8,
+OpenVINO fp32 and int8, with the machine's peak and the model's operation count), and the
+real-data benchmark without data or weights (recorded as skipped, with no figures).
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ from benchmarks.run import public_command
 
 REPO = Path(__file__).resolve().parents[3]
 SCHEMA = REPO / "benchmarks" / "results.schema.json"
+#: Every backend but Keras (the edge image could run each of these).
+BACKENDS = (
+    "litert_fp32",
+    "litert_int8",
+    "onnxruntime_fp32",
+    "onnxruntime_int8",
+    "openvino_fp32",
+    "openvino_int8",
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +88,24 @@ def test_inference_backends(quick_run: tuple[dict[str, Any], Path, Path]) -> Non
     inference = quick_run[0]["benchmarks"]["inference"]
     assert inference["status"] == "ok"
     backends = inference["backends"]
-    assert set(backends) == {"keras_fp32", "litert_fp32", "litert_int8"}
+    assert set(backends) == {"keras_fp32", *BACKENDS}
     for entry in backends.values():
         assert 0 < entry["latency_ms_p50"] <= entry["latency_ms_p95"]
         assert 0.0 <= entry["map50"] <= 1.0
         assert set(entry["ap"]) == {"helmet", "head"}
+        if entry["map50_interval"] is not None:
+            low, high = entry["map50_interval"]
+            assert low <= high
+    # The same images scored the same way: Keras' paired difference with itself is exactly 0.
+    assert backends["keras_fp32"]["map50_delta_interval"] == [0.0, 0.0]
+    for name in ("onnxruntime_fp32", "openvino_fp32"):
+        assert backends[name]["input_dtype"] == "float32"
+        assert backends[name]["precision"] == "fp32"
+        # fp32 conversions compute what Keras computes: the same detections, the same mAP.
+        assert backends[name]["map50"] == pytest.approx(backends["keras_fp32"]["map50"], abs=0.01)
+    for name in ("onnxruntime_int8", "openvino_int8", "litert_int8"):
+        assert backends[name]["precision"] == "int8"
+    assert settings_versions(inference) == {"onnx", "onnxruntime", "tf2onnx", "openvino", "nncf"}
     assert backends["keras_fp32"]["speedup_vs_keras"] == 1.0
     # Each backend is timed on its own input type; LiteRT also from a float32 letterbox.
     assert backends["keras_fp32"]["input_dtype"] == "float32"
@@ -100,10 +123,45 @@ def test_inference_backends(quick_run: tuple[dict[str, Any], Path, Path]) -> Non
     assert "trained here" in settings["model"]
 
 
+def settings_versions(inference: dict[str, Any]) -> set[str]:
+    versions = inference["settings"]["peer_versions"]
+    assert all(versions.values()), versions
+    return set(versions)
+
+
+def test_ceiling_and_fraction_of_peak(quick_run: tuple[dict[str, Any], Path, Path]) -> None:
+    inference = quick_run[0]["benchmarks"]["inference"]
+    ceiling = inference["ceiling"]
+    peak, operations = ceiling["peak"], ceiling["model_operations"]
+    assert peak["threads"] == 2 and peak["fp32_gflops"] > 0 and peak["int8_gops"] > 0
+    assert operations["operations"] == 2 * operations["macs"] > 0
+    for entry in inference["backends"].values():
+        ceiling_rate = peak["fp32_gflops"] if entry["precision"] == "fp32" else peak["int8_gops"]
+        achieved = operations["operations"] / (entry["latency_ms_p50"] / 1000.0) / 1e9
+        assert entry["fraction_of_peak"] == pytest.approx(achieved / ceiling_rate, rel=1e-2)
+
+
+def test_recommendation_follows_its_rule(quick_run: tuple[dict[str, Any], Path, Path]) -> None:
+    inference = quick_run[0]["benchmarks"]["inference"]
+    backends, chosen = inference["backends"], inference["recommendation"]
+    assert "keras_fp32" in chosen["excluded"]
+    assert set(chosen["qualifying"]) | set(chosen["excluded"]) == set(backends)
+    if chosen["qualifying"]:
+        fastest = min(chosen["qualifying"], key=lambda name: backends[name]["latency_ms_p50"])
+        assert chosen["backend"] == fastest
+    targets = {item["name"]: item for item in quick_run[0]["targets"]}
+    assert targets["edge_backend_fastest"]["met"] == (chosen["backend"] == "litert_int8")
+
+
 def test_targets_agree_with_the_figures(quick_run: tuple[dict[str, Any], Path, Path]) -> None:
     document = quick_run[0]
     targets = {item["name"]: item for item in document["targets"]}
-    assert set(targets) == {"evaluator_images_per_second", "int8_speedup", "int8_map_delta"}
+    assert set(targets) == {
+        "evaluator_images_per_second",
+        "int8_speedup",
+        "int8_map_delta",
+        "edge_backend_fastest",
+    }
     evaluator = document["benchmarks"]["evaluator"]
     assert evaluator["settings"]["images"] == 1000
     rate = targets["evaluator_images_per_second"]
@@ -128,8 +186,11 @@ def test_markdown_is_rendered_from_the_json(quick_run: tuple[dict[str, Any], Pat
     text = markdown.read_text()
     assert text == render(document, path.name)
     assert QUICK_BANNER in text
-    for backend in ("keras_fp32", "litert_fp32", "litert_int8"):
+    for backend in ("keras_fp32", *BACKENDS):
         assert f"| {backend} |" in text
+    recommended = document["benchmarks"]["inference"]["recommendation"]["backend"]
+    assert f"**Edge backend: {recommended}**" in text
+    assert "GFLOP/s fp32" in text
     for item in document["targets"]:
         assert item["target"] in text
     assert str(document["machine"]["cpu_model"]) in text
