@@ -108,8 +108,8 @@ EDGE_IMAGE_TAG ?= ppedetector:local-$(PLATFORM)
 
 .PHONY: edge-image edge-build-requirements
 
-edge-image: setup-system $(TOOLS)/bin/uv  ## Build the module image offline: PLATFORM=amd64|arm64v8 (model staged first)
-	DOCKER_HOST="$$(environments/docker/dockerd.sh)" PIP="$(TOOLS)/bin/python -m pip" \
+edge-image: setup-system setup-python $(TOOLS)/bin/uv  ## Build the module image offline: PLATFORM=amd64|arm64v8 (model staged first)
+	DOCKER_HOST="$$(environments/docker/dockerd.sh)" PIP="$(TOOLS)/bin/python -m pip" PPE="$(VENV)/bin/ppe" \
 	  environments/docker/build_image.sh $(PLATFORM) $(EDGE_MODEL_DIR) $(EDGE_IMAGE_TAG)
 
 # The build backends: the package's own (pyproject.toml) and setuptools for the one locked

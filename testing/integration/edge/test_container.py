@@ -29,6 +29,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -142,7 +143,11 @@ def build_image(docker_env: dict[str, str], model_dir: Path, platform: str) -> s
     pip = REPO / ".tools" / "bin" / "python"
     result = subprocess.run(
         [str(DOCKER_DIR / "build_image.sh"), platform, str(model_dir), tag],
-        env={**docker_env, "PIP": f"{pip if pip.exists() else 'python3'} -m pip"},
+        env={
+            **docker_env,
+            "PIP": f"{pip if pip.exists() else 'python3'} -m pip",
+            "PPE": f"{sys.executable} -m ppe",
+        },
         capture_output=True,
         text=True,
         timeout=3600,
