@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stage an exported model in the edge module's build context, where Dockerfile.<platform> copies
 # it from: environments/docker/model/, holding exactly the files ppe.iotedge.staging.MODEL_FILES
-# names (the one list of them), mode 0644; the Dockerfile makes them read-only inside the image.
+# names (the one list of them), read-only (0444), the mode they keep inside the image.
 #
 #   environments/docker/stage_model.sh <export folder>
 #

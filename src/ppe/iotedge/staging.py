@@ -68,7 +68,10 @@ def check_staged(folder: Path) -> None:
 
 
 def stage_model(export_dir: Path, out: Path) -> list[Path]:
-    """Replace ``out`` with the :data:`MODEL_FILES` of ``export_dir`` (mode 0644).
+    """Replace ``out`` with the :data:`MODEL_FILES` of ``export_dir``, read-only (mode 0444).
+
+    The Dockerfiles' COPY keeps the mode, so the image needs no chmod, which would store the
+    model a second time in a layer of its own.
 
     Nothing is written when a file is missing: the earlier staged model, if any, stays as it was.
 
@@ -81,6 +84,6 @@ def stage_model(export_dir: Path, out: Path) -> list[Path]:
     with replaced_dir(out) as staging:
         for name in MODEL_FILES:
             shutil.copyfile(export_dir / name, staging / name)
-            (staging / name).chmod(0o644)
+            (staging / name).chmod(0o444)
     logger.info("staged %s from %s into %s", " ".join(MODEL_FILES), export_dir, out)
     return [out / name for name in MODEL_FILES]

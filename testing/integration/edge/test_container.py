@@ -57,6 +57,7 @@ from ppe.edge.runtime import SPEC_FILE
 from ppe.export import INT8_FILE
 from ppe.iotedge import manifest as edge_manifest
 from ppe.iotedge.engine import module_container_body, start_container
+from ppe.iotedge.staging import MODEL_FILES
 from ppe.model.spec import YoloSpec
 from ppe.run.documents import ClassThresholds
 from ppe.run.layout import thresholds_file
@@ -298,7 +299,7 @@ DESIRED = {
 
 
 def test_the_image_runs_as_the_module_through_an_outage_and_a_restart(
-    docker_env: dict[str, str], edge_image: str, broker: Broker, run_module: Any
+    docker_env: dict[str, str], edge_image: str, model_dir: Path, broker: Broker, run_module: Any
 ) -> None:
     observer = Observer(broker.folder / "ca.pem", "observer-container", DESIRED)
     observer.start()
@@ -319,6 +320,18 @@ def test_the_image_runs_as_the_module_through_an_outage_and_a_restart(
         assert "CapEff:\t0000000000000000" in container.exec("cat", "/proc/self/status").stdout
         assert container.exec("id", "-u").stdout.strip() == str(MODULE_UID)
         assert container.exec("touch", "/app/x").returncode != 0  # read-only root
+        # The model is stored once: COPY keeps the staged read-only mode and no chmod copies
+        # the files into a second layer (overlay2 copies a whole file up on a mode change).
+        files = [f"/app/model/{name}" for name in MODEL_FILES]
+        modes = container.exec("stat", "-c", "%a %U", *files).stdout.split("\n")
+        assert [line for line in modes if line] == ["444 root"] * len(files), modes
+        model_bytes = sum((model_dir / name).stat().st_size for name in MODEL_FILES)
+        history = docker(
+            docker_env, "history", "--human=false", "--no-trunc", "--format",
+            "{{.Size}}\t{{.CreatedBy}}", edge_image,
+        ).splitlines()  # fmt: skip
+        holding = [line for line in history if "/app/model" in line]
+        assert sum(int(line.split("\t")[0]) >= model_bytes for line in holding) == 1, holding
         no_tf = container.exec("python", "-c", "import tensorflow")
         assert no_tf.returncode != 0 and "No module named 'tensorflow'" in no_tf.stderr
         # The package is the ppe-edge wheel of the edge layer alone: no training code inside.

@@ -254,8 +254,12 @@ def model_path_errors(template: dict[str, Any], steps: Steps) -> list[str]:
     chmods = [
         args for keyword, args in steps[copy_index + 1 :] if keyword == "RUN" and "chmod" in args
     ]
-    if not any(re.search(rf"chmod 0?444 [^&]*{re.escape(folder)}/\*(\s|$)", c) for c in chmods):
-        errors.append(f"{folder}/* is not made read-only (chmod 0444)")
+    # Read-only as staged (COPY keeps the mode): a chmod of the files would store the model again
+    # in a layer of its own, so the build only refuses a writable file.
+    if not any(f"find {folder} -type f -perm /0222" in c and "exit 1" in c for c in chmods):
+        errors.append(f"the build does not refuse writable files in {folder}")
+    if any(re.search(rf"chmod [0-7]+ [^&]*{re.escape(folder)}/", c) for c in chmods):
+        errors.append(f"a chmod of the files in {folder} stores the model in a second layer")
     users = [i for i, (keyword, _) in enumerate(steps) if keyword == "USER"]
     if not users or users[0] < copy_index:
         errors.append("the model must be copied and locked down before USER drops root")
@@ -307,11 +311,17 @@ def test_a_dockerfile_copying_the_model_elsewhere_or_writable_is_caught(
     ]
     errors = model_path_errors(template, moved)
     assert any("is not a .tflite file the Dockerfile copies to /opt/model/" in e for e in errors)
-    writable = [
-        (keyword, args.replace("chmod 0444", "chmod 0664") if keyword == "RUN" else args)
+    unchecked = [
+        (keyword, args.replace("-perm /0222", "-perm /0000") if keyword == "RUN" else args)
         for keyword, args in steps
     ]
-    assert any("is not made read-only" in e for e in model_path_errors(template, writable))
+    errors = model_path_errors(template, unchecked)
+    assert any("does not refuse writable files" in e for e in errors), errors
+    second_layer = [
+        (keyword, f"chmod 0444 /app/model/* && {args}" if "-perm /0222" in args else args)
+        for keyword, args in steps
+    ]
+    assert any("second layer" in e for e in model_path_errors(template, second_layer))
     # A COPY that lists the staged files again (as the Dockerfiles once did) is refused.
     listed = " ".join(f"{MODEL_CONTEXT}/{name}" for name in MODEL_FILES)
     relisted = [
@@ -427,7 +437,7 @@ def test_staged_export_loads_with_the_dockerfiles_own_check(
     assert sorted(p.name for p in staged.iterdir()) == sorted(MODEL_FILES)
     for name in MODEL_FILES:
         assert (staged / name).read_bytes() == (export_dir / name).read_bytes()
-        assert (staged / name).stat().st_mode & 0o777 == 0o644
+        assert (staged / name).stat().st_mode & 0o777 == 0o444
     loaded = _load_in_image_layout(steps, staged)
     assert loaded.returncode == 0, loaded.stderr
 
