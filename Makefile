@@ -99,17 +99,18 @@ clean:  ## Remove environments and outputs
 # --- The edge module image, built offline (environments/docker/build_image.sh) -------------------
 # Docker's engine and mmdebstrap (the base image from Debian's packages) for `make edge-image` and
 # the container tests; the daemon is started by environments/docker/dockerd.sh when none answers.
-# QEMU user-mode emulation (and arch-test, which mmdebstrap needs for a foreign architecture)
-# builds and runs the arm64v8 image on amd64 (environments/docker/binfmt.sh registers it).
-APT_PACKAGES += docker.io mmdebstrap qemu-user-static arch-test
+# QEMU user-mode emulation builds and runs the arm64v8 image on amd64: environments/docker/binfmt.sh
+# installs and registers a pinned QEMU 10.0 (bookworm's qemu-user-static 7.2 hangs in LiteRT);
+# arch-test is what mmdebstrap needs for a foreign architecture, curl what binfmt.sh downloads with.
+APT_PACKAGES += docker.io mmdebstrap arch-test curl
 PLATFORM ?= amd64
 EDGE_MODEL_DIR ?= environments/docker/model
 EDGE_IMAGE_TAG ?= ppedetector:local-$(PLATFORM)
 
 .PHONY: edge-image edge-build-requirements
 
-edge-image: setup-system $(TOOLS)/bin/uv  ## Build the module image offline: PLATFORM=amd64|arm64v8 (model staged first)
-	DOCKER_HOST="$$(environments/docker/dockerd.sh)" PIP="$(TOOLS)/bin/python -m pip" \
+edge-image: setup-system setup-python $(TOOLS)/bin/uv  ## Build the module image offline: PLATFORM=amd64|arm64v8 (model staged first)
+	DOCKER_HOST="$$(environments/docker/dockerd.sh)" PIP="$(TOOLS)/bin/python -m pip" PPE="$(VENV)/bin/ppe" \
 	  environments/docker/build_image.sh $(PLATFORM) $(EDGE_MODEL_DIR) $(EDGE_IMAGE_TAG)
 
 # The build backends: the package's own (pyproject.toml) and setuptools for the one locked

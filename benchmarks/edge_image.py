@@ -2,13 +2,21 @@
 
 The image is built as ``make edge-image`` builds it (``environments/docker/build_image.sh``: a
 base made from Debian's packages, hash-checked wheels, no registry), with the int8 model of the
-inference benchmark. Start-up is the time from ``docker run`` of ``ppe edge run`` (read-only
-root, every capability dropped, ``--network host``) to its first ``/healthz`` answer, the median
-of three starts; the module has no hub here, so it reports ``degraded`` (hub link down), which is
-still an answer.
+inference benchmark, staged by ``ppe edge stage-model``. Start-up is the time from creating the
+container to its first ``/healthz`` answer, the median of three starts. The container is created
+as the IoT Edge agent creates the module: through the Docker Engine API with the createOptions of
+the manifest ``ppe edge manifest`` renders (memory and pids limits, read-only root, every
+capability dropped, ``no-new-privileges``, the queue volume and the token's secret folder), by the
+same helper the container tests use (:mod:`ppe.iotedge.engine`); only the network (the daemon has
+no bridge), the HTTP port and the hub's connection string are a local run's own. The module has no
+hub here, so it reports ``degraded`` (hub link down), which is still an answer.
 
-The size target (450 MB) is stated for the official ``python:3.11-slim`` base; built offline the
-base is Debian's own Python, so the figure is recorded with the base it was measured on.
+Size: the 450 MB target is stated for the official ``python:3.11-slim`` base, which cannot be
+pulled offline, and no stored public source gives its unpacked size reliably. So the record gives
+what can be measured: the size of this repository's layers (the image minus the base it was built
+on, whose layers are checked to be the image's first ones) and, apart, the local Debian base's
+size. Our layers are a lower bound of the image on any base: at or over the target it is recorded
+as missed; under it, as not measured.
 """
 
 from __future__ import annotations
@@ -20,11 +28,14 @@ import shutil
 import socket
 import statistics
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from testing.edge_fixtures import PHOTOS
 
 from benchmarks.common import Context, skipped, target
 
@@ -34,7 +45,10 @@ SIZE_TARGET_MB = 450.0
 STARTUP_TARGET_S = 2.0
 STARTS = 3
 TAG = "ppedetector:bench-amd64"
-BASE_DESCRIPTION = "ppe-local/python:3.11-bookworm-amd64 (Debian's python3.11, made by mmdebstrap)"
+# The base build_image.sh makes for amd64 (Debian's python3.11, by mmdebstrap).
+LOCAL_BASE = "ppe-local/python:3.11-bookworm-amd64"
+TOKEN = "bench-score-token-0123456789abcdef"
+FRAME = "hard_hat_workers5.png"
 
 
 def _free_port() -> int:
@@ -53,20 +67,19 @@ def _answers(port: int) -> bool:
         return False
 
 
-def _start_once(env: dict[str, str]) -> float:
+def _start_once(docker_host: str, manifest: dict[str, Any], frames: Path) -> float:
+    """Seconds from creating the module's container to its first ``/healthz`` answer."""
+    from testing.edge_fixtures import local_module_env
+
+    from ppe.iotedge.engine import module_container_body, remove_container, start_container
+
     port = _free_port()
     name = f"ppe-bench-{port}"
+    env = local_module_env(port, "/etc/ssl/certs/ca-certificates.crt", "bench", "ppedetector")
+    body = module_container_body(manifest, TAG, env, network_mode="host")
+    body["HostConfig"]["Binds"].append(f"{frames}:/frames:ro")
     start = time.perf_counter()
-    subprocess.run(
-        ["docker", "run", "--detach", "--name", name, "--network", "host", "--read-only",
-         "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-         "--tmpfs", "/app/queue:size=16m,uid=10001,gid=10001",
-         "-e", f"HTTP_PORT={port}", "-e", "HTTP_HOST=127.0.0.1",
-         "-e", "EdgeHubConnectionString=HostName=bench.azure-devices.net;DeviceId=bench;"
-         "ModuleId=ppedetector;SharedAccessKey=YmVuY2g=;GatewayHostName=127.0.0.1",
-         "-e", "EdgeModuleCACertificateFile=/etc/ssl/certs/ca-certificates.crt", TAG],
-        env=env, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+    start_container(docker_host, name, body)
     try:
         deadline = time.monotonic() + 60
         while not _answers(port):
@@ -75,7 +88,65 @@ def _start_once(env: dict[str, str]) -> float:
             time.sleep(0.02)
         return time.perf_counter() - start
     finally:
-        subprocess.run(["docker", "rm", "-f", name], env=env, capture_output=True, check=False)
+        remove_container(docker_host, name)
+
+
+def _host_folders(root: Path) -> tuple[Path, Path, Path]:
+    """The device's queue folder, the secret folder with the token and a frame folder."""
+    queue, secrets, frames = root / "queue", root / "secrets", root / "frames"
+    for folder in (queue, secrets, frames):
+        folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PHOTOS / FRAME, frames / FRAME)  # the camera: one real photo
+    token = secrets / "score-token"
+    token.write_text(TOKEN + "\n")
+    if os.geteuid() == 0:  # as a device prepares them: `install -d -o 10001`, a 0400 secret
+        os.chown(queue, 10001, 10001)
+        os.chown(token, 10001, 10001)
+        token.chmod(0o400)
+    else:
+        queue.chmod(0o777)
+        token.chmod(0o444)
+    for folder in (root, secrets, frames):
+        folder.chmod(0o755)
+    return queue, secrets, frames
+
+
+def _sizes(env: dict[str, str]) -> tuple[float, float, float]:
+    """(image MB, local base MB, our layers MB): the image minus the base it was built on."""
+
+    def inspect(name: str) -> dict[str, Any]:
+        result = subprocess.run(
+            ["docker", "image", "inspect", name], env=env, capture_output=True, check=True
+        )
+        document: dict[str, Any] = json.loads(result.stdout)[0]
+        return document
+
+    image, base = inspect(TAG), inspect(LOCAL_BASE)
+    base_layers = base["RootFS"]["Layers"]
+    if image["RootFS"]["Layers"][: len(base_layers)] != base_layers:
+        raise RuntimeError(f"{TAG} is not built on {LOCAL_BASE}: its first layers differ")
+    return image["Size"] / 1e6, base["Size"] / 1e6, (image["Size"] - base["Size"]) / 1e6
+
+
+def _size_target(image_mb: float, base_mb: float, ours_mb: float) -> dict[str, Any]:
+    """The 450 MB target, stated for the official slim base, which cannot be pulled here.
+
+    On any base the image weighs our layers plus the base, so our layers alone are a lower
+    bound: at or over the target it is missed whatever the base; under it, it is not measured.
+    """
+    built = (
+        f"our layers weigh {ours_mb:.0f} MB; on {LOCAL_BASE} ({base_mb:.0f} MB, Debian's "
+        f"python3.11) the image is {image_mb:.0f} MB"
+    )
+    description = f"module image < {SIZE_TARGET_MB:g} MB (amd64, official slim base)"
+    if ours_mb >= SIZE_TARGET_MB:
+        note = f"lower bound: {built}, so the target is missed on any base"
+        return target("edge_image_size", description, ours_mb, False, "MB", note)
+    note = (
+        f"not measurable offline (the official base cannot be pulled): {built}; on the official "
+        f"base it meets the target if that base is under {SIZE_TARGET_MB - ours_mb:.0f} MB"
+    )
+    return target("edge_image_size", description, None, False, "MB", note)
 
 
 def run(context: Context) -> dict[str, Any]:
@@ -91,62 +162,72 @@ def run(context: Context) -> dict[str, Any]:
         return skipped(daemon.stderr.strip(), "start Docker or run `make bench` as root")
     env = {**os.environ, "DOCKER_HOST": daemon.stdout.strip()}
 
-    from benchmarks.models import export_litert, prepare_model
+    from testing.edge_fixtures import module_manifest
 
-    model = Path(export_litert(context, prepare_model(context))["litert_int8"])
+    from benchmarks.models import export_litert, prepare_model
+    from ppe.iotedge.staging import stage_model
+    from ppe.run.layout import thresholds_file
+
+    prepared = prepare_model(context)
+    export = Path(export_litert(context, prepared)["litert_int8"]).parent
+    thresholds = thresholds_file(Path(prepared.model_dir))
+    if not thresholds.is_file():  # chosen here, on a copy: the model folder may be the user's
+        from ppe.config import EvaluateConfig
+        from ppe.evaluate.detect import write_class_thresholds
+
+        chosen = context.work / "edge-image-thresholds"
+        shutil.rmtree(chosen, ignore_errors=True)
+        shutil.copytree(prepared.model_dir, chosen)
+        write_class_thresholds(
+            chosen, Path(prepared.data_dir), EvaluateConfig(), split=prepared.calibration_split
+        )
+        thresholds = thresholds_file(chosen)
+    shutil.copyfile(thresholds, thresholds_file(export))
     staged = context.work / "edge-image-model"
-    staged.mkdir(parents=True, exist_ok=True)
-    for name, source in (
-        ("model_int8.tflite", model),
-        ("labels.txt", model.parent / "labels.txt"),
-        ("model.json", model.parent / "model.json"),
-    ):
-        shutil.copyfile(source, staged / name)
+    stage_model(export, staged)
     pip = repo / ".tools" / "bin" / "python"
     start = time.perf_counter()
     subprocess.run(
         [str(docker_dir / "build_image.sh"), "amd64", str(staged), TAG],
-        env={**env, "PIP": f"{pip if pip.exists() else 'python3'} -m pip"},
+        env={
+            **env,
+            "PIP": f"{pip if pip.exists() else 'python3'} -m pip",
+            "PPE": str(repo / ".venv" / "bin" / "ppe"),
+        },
         check=True,
         capture_output=True,
         timeout=1800,
     )
     build_s = time.perf_counter() - start
-    inspect = json.loads(
-        subprocess.run(
-            ["docker", "image", "inspect", TAG], env=env, capture_output=True, check=True
-        ).stdout
-    )[0]
-    size_mb = inspect["Size"] / 1e6
-    base = BASE_DESCRIPTION
-    startups = [_start_once(env) for _ in range(STARTS)]
+    image_mb, base_mb, ours_mb = _sizes(env)
+    with tempfile.TemporaryDirectory(prefix="ppe-bench-edge-") as folder:
+        queue, secrets, frames = _host_folders(Path(folder))
+        manifest = module_manifest(queue, secrets, platform="amd64")
+        startups = [_start_once(env["DOCKER_HOST"], manifest, frames) for _ in range(STARTS)]
     startup_s = statistics.median(startups)
     logger.info(
-        "image %.0f MB on %s; start-up %.2f s (median of %d)", size_mb, base, startup_s, STARTS
-    )
+        "image %.0f MB: our layers %.0f MB on the local base %s (%.0f MB); start-up %.2f s "
+        "(median of %d)", image_mb, ours_mb, LOCAL_BASE, base_mb, startup_s, STARTS,
+    )  # fmt: skip
     return {
         "status": "ok",
-        "settings": {"base_image": base, "platform": "amd64", "starts": STARTS},
-        "image_mb": round(size_mb, 1),
+        "settings": {"base_image": LOCAL_BASE, "platform": "amd64", "starts": STARTS},
+        "image_mb": round(image_mb, 1),
+        "local_base_mb": round(base_mb, 1),
+        "our_layers_mb": round(ours_mb, 1),
+        "official_base_mb": None,
         "build_s": round(build_s, 1),
         "startup_s": round(startup_s, 3),
         "startup_s_all": [round(value, 3) for value in startups],
         "targets": [
-            target(
-                "edge_image_size",
-                f"module image < {SIZE_TARGET_MB:g} MB (amd64, official slim base)",
-                size_mb,
-                size_mb < SIZE_TARGET_MB,
-                "MB",
-                f"measured on {base}, not on the official slim base",
-            ),
+            _size_target(image_mb, base_mb, ours_mb),
             target(
                 "edge_startup",
                 f"container start to first /healthz answer < {STARTUP_TARGET_S:g} s",
                 startup_s,
                 startup_s < STARTUP_TARGET_S,
                 "s",
-                f"median of {STARTS} starts, read-only root, capabilities dropped",
+                f"median of {STARTS} starts, created with the manifest's createOptions",
             ),
         ],
     }

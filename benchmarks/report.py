@@ -388,11 +388,21 @@ def _edge_image(result: dict[str, Any]) -> list[str]:
         return lines + skipped
     settings = result.get("settings", {})
     return lines + _table(
-        ("base image", "image (MB)", "build (s)", "start-up to /healthz (s, median)", "starts (s)"),
+        (
+            "base image",
+            "image (MB)",
+            "our layers (MB)",
+            "local base (MB)",
+            "build (s)",
+            "start-up to /healthz (s, median)",
+            "starts (s)",
+        ),
         [
             (
                 settings.get("base_image"),
                 result.get("image_mb"),
+                result.get("our_layers_mb"),
+                result.get("local_base_mb"),
                 result.get("build_s"),
                 result.get("startup_s"),
                 ", ".join(f"{value:.2f}" for value in result.get("startup_s_all", [])),

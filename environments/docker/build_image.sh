@@ -17,7 +17,8 @@
 # Users with a registry build the same Dockerfile without build arguments (official base image).
 #
 # Environment: PPE_EDGE_CACHE (default .cache/edge-image: base tarballs, wheels), PIP (a pip
-# command for the host, default `python3 -m pip`), DOCKER (default docker).
+# command for the host, default `python3 -m pip`), PPE (the `ppe` command that checks and copies
+# the staged model, default ppe on PATH), DOCKER (default docker).
 set -euo pipefail
 
 if [ "$#" -ne 3 ]; then
@@ -40,13 +41,12 @@ case "${platform}" in
     machine=aarch64 ;;
   *) echo "error: platform must be amd64 or arm64v8, got '${platform}'" >&2; exit 2 ;;
 esac
-for name in model_int8.tflite labels.txt model.json thresholds.json; do
-  if [ ! -s "${model_dir}/${name}" ]; then
-    echo "error: ${model_dir}/${name} is missing; stage a model first:" \
-      "environments/docker/stage_model.sh <folder written by 'ppe export'>" >&2
-    exit 1
-  fi
-done
+# The build context, private to this build; the model first, so a folder without it stops here
+# with the fix named (`ppe edge stage-model` copies exactly the files the image bakes in).
+read -r -a ppe <<<"${PPE:-ppe}"
+context="$(mktemp -d)"
+trap 'rm -rf "${context}"' EXIT
+"${ppe[@]}" edge stage-model --export "${model_dir}" --out "${context}/environments/docker/model"
 if [ "${platform}" = arm64v8 ]; then
   "${here}/binfmt.sh"  # arm64 programs (the base's hooks, the build's RUN steps) under QEMU
 fi
@@ -99,17 +99,13 @@ if [ "$(cat "${stamp}" 2>/dev/null)" != "${want}" ]; then
   echo "${want}" >"${stamp}"
 fi
 
-# 3. The image, from a private build context.
-context="$(mktemp -d)"
-trap 'rm -rf "${context}"' EXIT
-mkdir -p "${context}/environments/docker/model" "${context}/environments/docker/wheelhouse"
+# 3. The image, from the private build context.
+mkdir -p "${context}/environments/docker/wheelhouse"
 cp "${repo}/pyproject.toml" "${context}/"
 cp -r "${repo}/src" "${context}/src"
 find "${context}/src" -name __pycache__ -prune -exec rm -rf {} +
 cp "${requirements[@]}" "${context}/environments/docker/"
 cp "${wheels}"/*.whl "${wheels}"/*.tar.gz "${context}/environments/docker/wheelhouse/"
-cp "${model_dir}/model_int8.tflite" "${model_dir}/labels.txt" "${model_dir}/model.json" \
-  "${model_dir}/thresholds.json" "${context}/environments/docker/model/"
 cp "${repo}/.dockerignore" "${context}/.dockerignore"
 "${docker}" build --quiet --network host --platform "${docker_platform}" \
   --build-arg "BASE_IMAGE=${base}" --build-arg PIP_OFFLINE=1 \

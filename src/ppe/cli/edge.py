@@ -1,7 +1,8 @@
 """``ppe edge``: commands of the IoT Edge module (``ppedetector``) in the full ``ppe``.
 
 The ``edge`` group collects its subcommands from :data:`SUBCOMMANDS`: each entry is a function that
-adds one subcommand to the group's subparsers and sets its ``func``. ``manifest`` is here; ``run``
+adds one subcommand to the group's subparsers and sets its ``func``. ``manifest`` and
+``stage-model`` are here; ``run``
 and ``serve`` come from :mod:`ppe.cli.edge_module`, which the ``ppe-edge`` wheel (the module
 image) ships alone. Heavy imports stay inside the handlers, so ``ppe --help`` stays fast and needs
 neither LiteRT nor the IoT SDK.
@@ -141,8 +142,43 @@ def run_manifest(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_stage_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``ppe edge stage-model`` (put an export's model into the image build context)."""
+    parser = subparsers.add_parser(
+        "stage-model",
+        help="stage an exported model for the module image build, or check a staged one",
+        description=(
+            "Replace OUT with exactly the files of EXPORT that the module image bakes in "
+            "(ppe.iotedge.staging.MODEL_FILES), or with --check verify that a staged folder "
+            "holds exactly those. environments/docker/stage_model.sh runs it."
+        ),
+    )
+    parser.add_argument("--export", type=Path, help="folder written by `ppe export --out`")
+    parser.add_argument("--out", type=Path, help="staging folder to replace")
+    parser.add_argument(
+        "--check", type=Path, metavar="FOLDER", help="only check FOLDER, a staged model"
+    )
+    parser.set_defaults(func=run_stage)
+
+
+def run_stage(args: argparse.Namespace) -> int:
+    """Handle ``ppe edge stage-model``."""
+    from ppe.iotedge.staging import check_staged, stage_model
+
+    if args.check is not None:
+        if args.export is not None or args.out is not None:
+            raise ConfigError("--check takes no --export or --out")
+        check_staged(args.check)
+        logger.info("%s holds the model files the image needs", args.check)
+        return 0
+    if args.export is None or args.out is None:
+        raise ConfigError("give --export and --out (or --check FOLDER)")
+    stage_model(args.export, args.out)
+    return 0
+
+
 # The `edge` group's subcommands, in `ppe edge --help` order: append `run`, `serve` here.
-SUBCOMMANDS: list[Registrar] = [add_manifest_command, register_runtime]
+SUBCOMMANDS: list[Registrar] = [add_manifest_command, add_stage_command, register_runtime]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

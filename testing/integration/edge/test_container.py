@@ -21,14 +21,12 @@ the host network (the daemon has no bridge), the HTTP port, the test's frame fol
 from __future__ import annotations
 
 import concurrent.futures
-import copy
 import hashlib
-import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -40,11 +38,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from testing.edge_fixtures import PHOTOS, local_module_env, module_manifest
 from testing.integration.edge.test_mqtt import (
     ALERT_LOG,
     DEVICE,
     MODULE,
-    PHOTOS,
     REPO,
     Broker,
     Observer,
@@ -58,6 +56,8 @@ import ppe
 from ppe.edge.runtime import SPEC_FILE
 from ppe.export import INT8_FILE
 from ppe.iotedge import manifest as edge_manifest
+from ppe.iotedge.engine import module_container_body, start_container
+from ppe.iotedge.staging import MODEL_FILES
 from ppe.model.spec import YoloSpec
 from ppe.run.documents import ClassThresholds
 from ppe.run.layout import thresholds_file
@@ -65,13 +65,10 @@ from ppe.run.layout import thresholds_file
 __all__ = ["broker"]
 
 DOCKER_DIR = REPO / "environments" / "docker"
-IOTEDGE_DIR = REPO / "environments" / "iotedge"
-SCHEMAS = REPO / "testing" / "fixtures" / "schemas" / "iotedge"
 MODULE_UID = 10001
 TOKEN = "container-test-token-0123456789"
 #: Inputs of the image: a change to any of them builds a new one.
 IMAGE_INPUTS = ("pyproject.toml", "src", "environments/docker", ".dockerignore")
-DOCKER_API = "/v1.41"  # Docker 20.10, Debian's docker.io
 
 
 def _content_hash(model_dir: Path) -> str:
@@ -142,7 +139,11 @@ def build_image(docker_env: dict[str, str], model_dir: Path, platform: str) -> s
     pip = REPO / ".tools" / "bin" / "python"
     result = subprocess.run(
         [str(DOCKER_DIR / "build_image.sh"), platform, str(model_dir), tag],
-        env={**docker_env, "PIP": f"{pip if pip.exists() else 'python3'} -m pip"},
+        env={
+            **docker_env,
+            "PIP": f"{pip if pip.exists() else 'python3'} -m pip",
+            "PPE": f"{sys.executable} -m ppe",
+        },
         capture_output=True,
         text=True,
         timeout=3600,
@@ -156,64 +157,6 @@ def build_image(docker_env: dict[str, str], model_dir: Path, platform: str) -> s
 def edge_image(docker_env: dict[str, str], model_dir: Path) -> str:
     """The amd64 module image."""
     return build_image(docker_env, model_dir, "amd64")
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    """HTTP over the Docker daemon's unix socket."""
-
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
-
-
-def docker_api(env: dict[str, str], method: str, path: str, body: Any = None) -> Any:
-    """One Docker Engine API call on the daemon DOCKER_HOST names; the JSON answer."""
-    url = urllib.parse.urlsplit(env["DOCKER_HOST"])
-    connection: http.client.HTTPConnection
-    if url.scheme == "unix":
-        connection = _UnixConnection(url.path, timeout=120)
-    else:
-        connection = http.client.HTTPConnection(url.hostname or "localhost", url.port, timeout=120)
-    try:
-        payload = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
-        connection.request(method, DOCKER_API + path, body=payload, headers=headers)
-        response = connection.getresponse()
-        data = response.read()
-    finally:
-        connection.close()
-    if response.status >= 300:
-        raise AssertionError(f"Docker API {method} {path}: {response.status} {data[-2000:]!r}")
-    return json.loads(data) if data else None
-
-
-def module_manifest(queue: Path, secrets: Path) -> dict[str, Any]:
-    """The manifest ``ppe edge manifest`` renders from the template and ``.env.template``.
-
-    Only the device's folders and what the template leaves to the site are filled in; every
-    limit (memory, pids, address) is the shipped default.
-    """
-    terraform = {"ACR_LOGIN_SERVER": "ppeacr.azurecr.io", "EDGE_REGISTRY_TOKEN_NAME": "edge"}
-    env = edge_manifest.parse_dotenv((IOTEDGE_DIR / ".env.template").read_text(), terraform)
-    env.update(
-        CONTAINER_REGISTRY_PASSWORD="not-used-by-this-test",
-        MODEL_VERSION="7",
-        CAMERA_ID="gate-9",
-        FRAME_SOURCE="/frames",
-        PPE_HOST_QUEUE_DIR=str(queue),
-        PPE_HOST_SECRETS_DIR=str(secrets),
-    )
-    manifest = edge_manifest.render_manifest(
-        IOTEDGE_DIR / "deployment.template.json", env, "amd64", tag="test"
-    )
-    edge_manifest.validate_manifest(manifest, SCHEMAS)
-    return manifest
 
 
 @dataclass
@@ -319,7 +262,11 @@ def run_module(
         name = f"ppe-test-{tmp_path.name[-20:]}-{len(started)}"
         container = Container(docker_env, name, port, manifest)
         docker(docker_env, "rm", "-f", container.name, check=False)
-        body = copy.deepcopy(edge_manifest.module_create_options(manifest))
+        # Test machine only: the daemon has no bridge (the agent uses the azure-iot-edge
+        # network), so the module shares the host's loopback with the broker and the tests.
+        env = local_module_env(port, "/certs/ca.pem", DEVICE, MODULE)
+        env.update(FRAME_RATE="5", LITERT_NUM_THREADS="1")  # a fast camera, one thread
+        body = module_container_body(manifest, edge_image, env, network_mode="host")
         host = body["HostConfig"]
         if queue is not None or queue_tmpfs is not None:
             host["Binds"] = [b for b in host["Binds"] if b.split(":")[1] != "/app/queue"]
@@ -331,28 +278,10 @@ def run_module(
             host["Binds"] = [
                 f"{secrets}:{b.split(':', 1)[1]}" if b.endswith(":ro") else b for b in host["Binds"]
             ]
-        # Test machine only: the daemon has no bridge (the agent uses the azure-iot-edge
-        # network), so the module shares the host's loopback with the broker and the tests.
-        host["NetworkMode"] = "host"
         # Test inputs: a frame folder and the test broker's CA (the agent mounts its own).
         host["Binds"] += [f"{frames}:/frames:ro", f"{tmp_path / 'ca.pem'}:/certs/ca.pem:ro"]
-        env = edge_manifest.module_env(manifest)
-        env.update(
-            # On the host network the module binds loopback on a free port.
-            HTTP_PORT=str(port),
-            HTTP_HOST="127.0.0.1",
-            FRAME_RATE="5",
-            LITERT_NUM_THREADS="1",
-            # What the agent gives a module (IOTEDGE_*), in its local-debugging form.
-            EdgeHubConnectionString="HostName=test-hub.azure-devices.net;"
-            f"DeviceId={DEVICE};ModuleId={MODULE};SharedAccessKey=dGVzdC1rZXktbm90LWEtc2VjcmV0;"
-            "GatewayHostName=localhost",
-            EdgeModuleCACertificateFile="/certs/ca.pem",
-        )
-        body.update(Image=edge_image, Env=[f"{name}={value}" for name, value in env.items()])
-        docker_api(docker_env, "POST", f"/containers/create?name={container.name}", body)
         started.append(container)
-        docker_api(docker_env, "POST", f"/containers/{container.name}/start")
+        start_container(docker_env["DOCKER_HOST"], container.name, body)
         return container
 
     yield start
@@ -370,7 +299,7 @@ DESIRED = {
 
 
 def test_the_image_runs_as_the_module_through_an_outage_and_a_restart(
-    docker_env: dict[str, str], edge_image: str, broker: Broker, run_module: Any
+    docker_env: dict[str, str], edge_image: str, model_dir: Path, broker: Broker, run_module: Any
 ) -> None:
     observer = Observer(broker.folder / "ca.pem", "observer-container", DESIRED)
     observer.start()
@@ -391,6 +320,18 @@ def test_the_image_runs_as_the_module_through_an_outage_and_a_restart(
         assert "CapEff:\t0000000000000000" in container.exec("cat", "/proc/self/status").stdout
         assert container.exec("id", "-u").stdout.strip() == str(MODULE_UID)
         assert container.exec("touch", "/app/x").returncode != 0  # read-only root
+        # The model is stored once: COPY keeps the staged read-only mode and no chmod copies
+        # the files into a second layer (overlay2 copies a whole file up on a mode change).
+        files = [f"/app/model/{name}" for name in MODEL_FILES]
+        modes = container.exec("stat", "-c", "%a %U", *files).stdout.split("\n")
+        assert [line for line in modes if line] == ["444 root"] * len(files), modes
+        model_bytes = sum((model_dir / name).stat().st_size for name in MODEL_FILES)
+        history = docker(
+            docker_env, "history", "--human=false", "--no-trunc", "--format",
+            "{{.Size}}\t{{.CreatedBy}}", edge_image,
+        ).splitlines()  # fmt: skip
+        holding = [line for line in history if "/app/model" in line]
+        assert sum(int(line.split("\t")[0]) >= model_bytes for line in holding) == 1, holding
         no_tf = container.exec("python", "-c", "import tensorflow")
         assert no_tf.returncode != 0 and "No module named 'tensorflow'" in no_tf.stderr
         # The package is the ppe-edge wheel of the edge layer alone: no training code inside.
@@ -539,3 +480,45 @@ def test_a_missing_score_token_secret_is_a_one_line_error(
     assert len(errors) == 1, logs[-3000:]
     assert "SCORE_TOKEN_FILE=/run/secrets/ppedetector/score-token" in errors[0]
     assert "PPE_HOST_SECRETS_DIR" in errors[0]
+
+
+@pytest.mark.slow
+def test_the_arm64v8_image_answers_healthz_under_emulation(
+    docker_env: dict[str, str], model_dir: Path, tmp_path: Path
+) -> None:
+    # Built and run on this amd64 machine under QEMU user-mode emulation: binfmt.sh registers
+    # the pinned QEMU 10.0 (bookworm's 7.2 hangs or crashes in LiteRT's interpreter). Created
+    # from the arm64v8 manifest's createOptions, as the agent on an arm64 device creates it.
+    image = build_image(docker_env, model_dir, "arm64v8")
+    assert docker(docker_env, "image", "inspect", "-f", "{{.Architecture}}", image) == "arm64"
+    queue, secrets, frames = tmp_path / "queue", tmp_path / "secrets", tmp_path / "frames"
+    for folder in (queue, secrets, frames):
+        folder.mkdir()
+    shutil.copy(PHOTOS / "hard_hat_workers5.png", frames / "hard_hat_workers5.png")
+    (secrets / "score-token").write_text(TOKEN + "\n")
+    if os.geteuid() == 0:
+        os.chown(queue, MODULE_UID, MODULE_UID)
+        os.chown(secrets / "score-token", MODULE_UID, MODULE_UID)
+    else:
+        queue.chmod(0o777)
+        (secrets / "score-token").chmod(0o444)
+    for folder in (tmp_path, secrets, frames):
+        folder.chmod(0o755)
+    manifest = module_manifest(queue, secrets, platform="arm64v8")
+    port = free_port()
+    env = local_module_env(port, "/etc/ssl/certs/ca-certificates.crt", DEVICE, MODULE)
+    body = module_container_body(manifest, image, env, network_mode="host")
+    body["HostConfig"]["Binds"].append(f"{frames}:/frames:ro")
+    container = Container(docker_env, f"ppe-test-arm64v8-{port}", port, manifest)
+    try:
+        start_container(docker_env["DOCKER_HOST"], container.name, body)
+        health = container.wait_healthy(timeout=600)
+        assert health["model_loaded"] is True, health
+        assert health["model_version"] == "7"
+        # No hub here: degraded for the hub link only, the camera loop and the model are up.
+        assert [p for p in health["problems"] if "hub link" not in p] == [], health
+        assert container.exec("uname", "-m").stdout.strip() == "aarch64"
+        status, document = container.score((PHOTOS / "hard_hat_workers101.png").read_bytes())
+        assert status == 200 and document["detections"], document
+    finally:
+        container.remove()

@@ -49,11 +49,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from filelock import FileLock
+from testing.edge_fixtures import PHOTOS
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 PORT = 8883  # hard-coded by azure-iot-device for MQTT over TCP
 REPO = Path(__file__).resolve().parents[3]
-PHOTOS = REPO / "testing" / "fixtures" / "hardhat_sample" / "images" / "val"
 DEVICE, MODULE = "site-device-1", "ppedetector"
 logger = logging.getLogger(__name__)
 ALERT_LOG = re.compile(r"alert ([0-9a-f-]{36}) queued")

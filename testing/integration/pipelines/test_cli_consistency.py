@@ -17,6 +17,7 @@ EXPECTED_COMMANDS = {
     ("data", "import"),
     ("export",),
     ("edge", "manifest"),
+    ("edge", "stage-model"),
 }
 
 

@@ -22,6 +22,7 @@ from ppe.config import EdgeConfig
 from ppe.edge.runtime import SPEC_FILE
 from ppe.export import INT8_FILE
 from ppe.iotedge import manifest as m
+from ppe.iotedge.staging import MODEL_FILES, STAGED_MODEL_DIR
 from ppe.model.spec import YoloSpec
 from ppe.run.documents import ClassThresholds
 from ppe.run.layout import LABELS_FILE, THRESHOLDS_FILE
@@ -32,12 +33,11 @@ TEMPLATE = REPO_ROOT / "environments" / "iotedge" / "deployment.template.json"
 REQUIREMENTS = DOCKER_DIR / "requirements-edge.txt"
 STAGE_SCRIPT = DOCKER_DIR / "stage_model.sh"
 # Where stage_model.sh puts the exported model inside the build context (ignored by git).
-MODEL_CONTEXT = "environments/docker/model"
+MODEL_CONTEXT = STAGED_MODEL_DIR
 UV = REPO_ROOT / ".tools" / "bin" / "uv"
 PLATFORMS = ("amd64", "arm64v8")
-# What `ppe export` writes that the image needs: the int8 model, its labels, its spec and its
-# per-class score thresholds.
-MODEL_FILES = (INT8_FILE, LABELS_FILE, SPEC_FILE, THRESHOLDS_FILE)
+# The `ppe` command the scripts run (stage_model.sh and build_image.sh read PPE).
+PPE = f"{sys.executable} -m ppe"
 Steps = list[tuple[str, str]]
 
 
@@ -197,14 +197,22 @@ def env_values(steps: Steps) -> dict[str, str]:
 
 
 def model_copies(steps: Steps) -> tuple[str, set[str], int] | None:
-    """(destination folder, file names, step index) of the COPY that bakes in the staged model."""
+    """(destination folder, file names, step index) of the COPY that bakes in the staged model.
+
+    The staged folder is copied whole, so the file names are what staging puts there
+    (:data:`MODEL_FILES`); a COPY naming files of it is a second list to keep in step.
+    """
     for index, (keyword, args) in enumerate(steps):
         if keyword != "COPY":
             continue
         *sources, destination = args.split()
-        if all(s.startswith(f"{MODEL_CONTEXT}/") for s in sources) and sources:
-            names = {posixpath.basename(s) for s in sources}
-            return posixpath.normpath(destination), names, index
+        if sources and all(s.rstrip("/") == MODEL_CONTEXT for s in sources):
+            return posixpath.normpath(destination), set(MODEL_FILES), index
+        if sources and any(s.startswith(f"{MODEL_CONTEXT}/") for s in sources):
+            raise AssertionError(
+                f"COPY {args}: copy the staged folder {MODEL_CONTEXT}/ as a whole; its files are "
+                "listed once, in ppe.iotedge.staging.MODEL_FILES"
+            )
     return None
 
 
@@ -246,10 +254,12 @@ def model_path_errors(template: dict[str, Any], steps: Steps) -> list[str]:
     chmods = [
         args for keyword, args in steps[copy_index + 1 :] if keyword == "RUN" and "chmod" in args
     ]
-    for name in sorted(names):
-        if not any(re.search(rf"chmod 0?444 [^&]*{re.escape(folder)}/{re.escape(name)}", c)
-                   for c in chmods):  # fmt: skip
-            errors.append(f"{folder}/{name} is not made read-only (chmod 0444)")
+    # Read-only as staged (COPY keeps the mode): a chmod of the files would store the model again
+    # in a layer of its own, so the build only refuses a writable file.
+    if not any(f"find {folder} -type f -perm /0222" in c and "exit 1" in c for c in chmods):
+        errors.append(f"the build does not refuse writable files in {folder}")
+    if any(re.search(rf"chmod [0-7]+ [^&]*{re.escape(folder)}/", c) for c in chmods):
+        errors.append(f"a chmod of the files in {folder} stores the model in a second layer")
     users = [i for i, (keyword, _) in enumerate(steps) if keyword == "USER"]
     if not users or users[0] < copy_index:
         errors.append("the model must be copied and locked down before USER drops root")
@@ -301,16 +311,25 @@ def test_a_dockerfile_copying_the_model_elsewhere_or_writable_is_caught(
     ]
     errors = model_path_errors(template, moved)
     assert any("is not a .tflite file the Dockerfile copies to /opt/model/" in e for e in errors)
-    writable = [
-        (keyword, args.replace("chmod 0444", "chmod 0664") if keyword == "RUN" else args)
+    unchecked = [
+        (keyword, args.replace("-perm /0222", "-perm /0000") if keyword == "RUN" else args)
         for keyword, args in steps
     ]
-    assert any("is not made read-only" in e for e in model_path_errors(template, writable))
-    no_spec = [
-        (keyword, args.replace(f"{MODEL_CONTEXT}/{SPEC_FILE} ", "") if keyword == "COPY" else args)
+    errors = model_path_errors(template, unchecked)
+    assert any("does not refuse writable files" in e for e in errors), errors
+    second_layer = [
+        (keyword, f"chmod 0444 /app/model/* && {args}" if "-perm /0222" in args else args)
         for keyword, args in steps
     ]
-    assert any(f"{SPEC_FILE} is not copied" in e for e in model_path_errors(template, no_spec))
+    assert any("second layer" in e for e in model_path_errors(template, second_layer))
+    # A COPY that lists the staged files again (as the Dockerfiles once did) is refused.
+    listed = " ".join(f"{MODEL_CONTEXT}/{name}" for name in MODEL_FILES)
+    relisted = [
+        (keyword, f"{listed} /app/model/" if keyword == "COPY" and MODEL_CONTEXT in args else args)
+        for keyword, args in steps
+    ]
+    with pytest.raises(AssertionError, match="copy the staged folder"):
+        model_path_errors(template, relisted)
 
 
 def test_healthcheck_entrypoint_port_and_queue_dir_match_the_manifest(
@@ -382,7 +401,12 @@ def _stage(tmp_path: Path, export: Path) -> tuple[subprocess.CompletedProcess[st
     script = docker_dir / STAGE_SCRIPT.name
     shutil.copyfile(STAGE_SCRIPT, script)
     result = subprocess.run(
-        ["bash", str(script), str(export)], capture_output=True, text=True, timeout=60, check=False
+        ["bash", str(script), str(export)],
+        env={**os.environ, "PPE": PPE},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     return result, docker_dir / "model"
 
@@ -413,7 +437,7 @@ def test_staged_export_loads_with_the_dockerfiles_own_check(
     assert sorted(p.name for p in staged.iterdir()) == sorted(MODEL_FILES)
     for name in MODEL_FILES:
         assert (staged / name).read_bytes() == (export_dir / name).read_bytes()
-        assert (staged / name).stat().st_mode & 0o777 == 0o644
+        assert (staged / name).stat().st_mode & 0o777 == 0o444
     loaded = _load_in_image_layout(steps, staged)
     assert loaded.returncode == 0, loaded.stderr
 
@@ -485,6 +509,73 @@ def test_the_staged_model_is_ignored_by_git() -> None:
     assert result.stdout.split() == staged, "a staged model could be committed"
 
 
+def _logical_lines(text: str) -> list[str]:
+    """Lines with backslash continuations joined (a shell or Dockerfile command is one line)."""
+    return re.sub(r"\\\n", " ", text).splitlines()
+
+
+def model_file_lists(text: str) -> list[str]:
+    """Lines of ``text`` that name three or more of :data:`MODEL_FILES`: another list of them."""
+    return [
+        line.strip()
+        for line in _logical_lines(text)
+        if sum(name in line for name in MODEL_FILES) >= 3
+    ]
+
+
+def test_the_staged_model_files_are_listed_once() -> None:
+    # ppe.iotedge.staging.MODEL_FILES is the list; the scripts run `ppe edge stage-model`, the
+    # Dockerfiles copy the staged folder whole and the image build step checks it with
+    # `ppe edge stage-model --check`. This fails when a copy of the list reappears anywhere.
+    if not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.split("\0")  # fmt: skip
+    copies = {}
+    for name in tracked:
+        path = REPO_ROOT / name
+        if not name or not path.is_file() or path.suffix in {".png", ".jpg", ".tflite", ".npz"}:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        if found := model_file_lists(text):
+            copies[name] = found
+    assert copies == {}, f"a second list of the staged model's files: {copies}"
+    # The detector itself: the lists this repository used to hold are caught.
+    assert model_file_lists(f"files=({' '.join(MODEL_FILES)})")
+    first, second, third, _ = (f"{MODEL_CONTEXT}/{name}" for name in MODEL_FILES)
+    assert model_file_lists(f"COPY {first} {second} \\\n  {third} /app/model/")
+    assert not model_file_lists(f"ENV MODEL_PATH=/app/model/{INT8_FILE} LABELS_PATH=x")
+
+
+def test_stage_model_check_names_what_is_wrong_with_a_staged_folder(
+    tmp_path: Path, export_dir: Path
+) -> None:
+    def check(folder: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*PPE.split(), "edge", "stage-model", "--check", str(folder)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    result, staged = _stage(tmp_path, export_dir)
+    assert result.returncode == 0, result.stderr
+    assert check(staged).returncode == 0
+    # The export itself is no staged model: it holds the fp32 model and the metrics too.
+    extra = check(export_dir)
+    assert extra.returncode != 0
+    assert "holds files the image must not carry (metrics.json, model_fp32.tflite)" in extra.stderr
+    (staged / LABELS_FILE).write_bytes(b"")
+    empty = check(staged)
+    assert empty.returncode != 0
+    assert f"{staged / LABELS_FILE} is missing or empty" in empty.stderr
+    missing = check(tmp_path / "nowhere")
+    assert "does not exist; stage a model first" in missing.stderr
+
+
 def _ignored(path: str, patterns: list[str]) -> bool:
     ignored = False
     for pattern in patterns:
@@ -501,18 +592,14 @@ def test_dockerignore_lets_in_exactly_what_the_dockerfiles_copy() -> None:
         for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    staged = re.search(r"^files=\((.*)\)$", STAGE_SCRIPT.read_text(), flags=re.MULTILINE)
-    assert staged, "stage_model.sh no longer lists its files as files=(...)"
-    assert staged.group(1).split() == list(MODEL_FILES)
     for platform in PLATFORMS:
         for keyword, args in instructions(DOCKER_DIR / f"Dockerfile.{platform}"):
             if keyword != "COPY":
                 continue
             *sources, _ = args.split()
             for source in sources:
-                if source.startswith(f"{MODEL_CONTEXT}/"):
-                    # Staged at build time by stage_model.sh, from `ppe export`'s output.
-                    assert posixpath.basename(source) in MODEL_FILES, source
+                if source.rstrip("/") == MODEL_CONTEXT:
+                    pass  # staged at build time by stage_model.sh, from `ppe export`'s output
                 else:
                     assert (REPO_ROOT / source).exists(), source
                 assert not _ignored(source, patterns), f"{source} is excluded by .dockerignore"
