@@ -67,6 +67,7 @@ def run(context: Context) -> dict[str, Any]:
     from ppe.evaluate.voc_map import evaluate_voc_map
     from ppe.litert import LiteRTModel
     from ppe.model.bundle import load_model_dir
+    from ppe.model.decode import RAW_LAYOUT
     from ppe.model.preprocess import letterbox
 
     prepared = prepare_model(context)
@@ -86,14 +87,16 @@ def run(context: Context) -> dict[str, Any]:
         return [np.asarray(output) for output in graph(tf.constant(batch))]
 
     backends: dict[str, Callable[[np.ndarray], Any]] = {"keras_fp32": keras_graph}
+    layouts = {"keras_fp32": RAW_LAYOUT}
     runtimes: dict[str, LiteRTModel] = {}
     for name, path in files.items():
         runtimes[name] = LiteRTModel(Path(path), spec, num_threads=context.threads)
         backends[name] = runtimes[name].predict
+        layouts[name] = runtimes[name].layout
 
     entries: dict[str, dict[str, Any]] = {}
     for name, predict in backends.items():
-        found = detect_split(predict, spec, samples, settings, batch_size=1)
+        found = detect_split(predict, spec, samples, settings, batch_size=1, layout=layouts[name])
         scored = evaluate_voc_map(found.ground_truths, found.detections, classes)
         entries[name] = {
             "map50": round(float(scored.map50), 4),

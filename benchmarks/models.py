@@ -292,16 +292,18 @@ def export_litert(context: Context, prepared: PreparedModel) -> dict[str, Path]:
     if all(path.is_file() for path in files.values()):
         return files
     from ppe.data.voc import load_split
-    from ppe.export import convert
+    from ppe.export import convert, litert_manifest, representative_images
     from ppe.model.bundle import load_model_dir
+    from ppe.model.decode import SPLIT_LAYOUT
 
     folder.mkdir(parents=True, exist_ok=True)
     model, spec, metadata = load_model_dir(prepared.model_dir)
     calibration = load_split(prepared.data_dir, prepared.calibration_split, list(spec.class_names))
     count = 8 if context.quick else 100
-    written = convert(model, calibration, spec.image_size, count, True, folder)
+    representative = representative_images(calibration, spec.image_size, count)
+    written = convert(model, spec, representative, folder, SPLIT_LAYOUT)
     (folder / "labels.txt").write_text("".join(f"{name}\n" for name in spec.class_names))
     (folder / "model.json").write_text(
-        json.dumps({"spec": spec.to_dict(), "metadata": metadata}, indent=2)
+        json.dumps(litert_manifest(spec, metadata, written, SPLIT_LAYOUT), indent=2)
     )
     return {name: Path(path) for name, path in written.items()}
