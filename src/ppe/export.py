@@ -114,7 +114,7 @@ def layout_model(model: Any, spec: YoloSpec, layout: str) -> Any:
             outputs[slot.name] = keras.ops.sigmoid(values[..., 0:1]) * keras.ops.sigmoid(
                 values[..., 1:]
             )
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_{layout}")
+    return keras.Model(model.input, outputs, name=f"{model.name}_{layout}")
 
 
 def convert(
