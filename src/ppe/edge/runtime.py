@@ -337,8 +337,8 @@ class LiteRTDetector:
         needed = [slot.name for slot in slots]
         if sorted(found) != sorted(needed) or len(self._outputs) != len(needed):
             raise ModelLoadError(
-                f"{path}: its outputs {sorted(found) or 'have no signature names'}, the "
-                f"{self._layout} layout of its {SPEC_FILE} needs {needed}; the {SPEC_FILE} "
+                f"{path}: its outputs are named {sorted(found)}, but the {self._layout} layout "
+                f"in its {SPEC_FILE} needs {needed}; the {SPEC_FILE} "
                 f"beside it belongs to another export: deploy the .tflite and {SPEC_FILE} that "
                 "`ppe export` wrote together"
             )
