@@ -1,7 +1,8 @@
 """Inference: Keras fp32, LiteRT, ONNX Runtime and OpenVINO on the same model, batch 1, 2 threads.
 
 Latency is the forward pass alone, batch 1, at the benchmark size (416), after warm-up: from the
-letterboxed image in the backend's own input type to float raw heads. Keras takes float32 in
+letterboxed image in the backend's own input type to float head outputs (raw heads for Keras, the
+export's ``output_layout`` for LiteRT, see :mod:`ppe.model.decode`). Keras takes float32 in
 [0, 1]; the LiteRT files take what the edge runtime builds for them in its letterbox
 (:meth:`ppe.edge.runtime.LiteRTDetector.network_input`: float32 for fp32, int8 for int8, through
 one lookup table, so quantising the input costs nothing extra), and their int8 outputs are
@@ -137,6 +138,7 @@ def run(context: Context) -> dict[str, Any]:
     from ppe.evaluate.voc_map import evaluate_voc_map
     from ppe.litert import LiteRTModel
     from ppe.model.bundle import load_model_dir
+    from ppe.model.decode import RAW_LAYOUT
     from ppe.model.preprocess import letterbox
 
     prepared = prepare_model(context)
@@ -156,20 +158,24 @@ def run(context: Context) -> dict[str, Any]:
         return [np.asarray(output) for output in graph(tf.constant(batch))]
 
     backends: dict[str, Callable[[np.ndarray], Any]] = {"keras_fp32": keras_graph}
+    layouts = {"keras_fp32": RAW_LAYOUT}
     runtimes: dict[str, LiteRTModel] = {}
     peers: dict[str, PeerModel] = {}
     for name, path in files.items():
         if path.suffix == ".tflite":
             runtimes[name] = LiteRTModel(Path(path), spec, num_threads=context.threads)
             backends[name] = runtimes[name].predict
+            layouts[name] = runtimes[name].layout
         else:
+            # The peers are converted from the Keras model itself: its raw head outputs.
             peers[name] = PeerModel(name, Path(path), spec.output_shapes, context.threads)
             backends[name] = peers[name].predict
+            layouts[name] = RAW_LAYOUT
 
     entries: dict[str, dict[str, Any]] = {}
     outcomes: dict[str, Any] = {}
     for name, predict in backends.items():
-        found = detect_split(predict, spec, samples, settings, batch_size=1)
+        found = detect_split(predict, spec, samples, settings, batch_size=1, layout=layouts[name])
         scored = evaluate_voc_map(found.ground_truths, found.detections, classes)
         outcomes[name] = scored.outcomes
         interval = bootstrap_map(

@@ -282,16 +282,17 @@ def calibration_batches(context: Context, prepared: PreparedModel) -> list[Any]:
     """The int8 calibration inputs: float32 ``(1, S, S, 3)`` letterboxed train images.
 
     The same images, in the same order, as the LiteRT int8 export's representative dataset
-    (:func:`ppe.export._representative`), so every int8 backend is calibrated alike.
+    (:func:`ppe.export.representative_images`), so every int8 backend is calibrated alike.
     """
     from ppe.data.voc import load_split
-    from ppe.export import _representative
+    from ppe.export import representative_images
     from ppe.model.bundle import load_model_dir
 
     _, spec, _ = load_model_dir(prepared.model_dir)
     samples = load_split(prepared.data_dir, prepared.calibration_split, list(spec.class_names))
     return [
-        batch[0] for batch in _representative(samples, spec.image_size, calibration_count(context))
+        batch[0]
+        for batch in representative_images(samples, spec.image_size, calibration_count(context))()
     ]
 
 
@@ -334,15 +335,17 @@ def export_litert(context: Context, prepared: PreparedModel) -> dict[str, Path]:
     if all(path.is_file() for path in files.values()):
         return files
     from ppe.data.voc import load_split
-    from ppe.export import convert
+    from ppe.export import convert, litert_manifest, representative_images
     from ppe.model.bundle import load_model_dir
+    from ppe.model.decode import SPLIT_LAYOUT
 
     folder.mkdir(parents=True, exist_ok=True)
     model, spec, metadata = load_model_dir(prepared.model_dir)
     calibration = load_split(prepared.data_dir, prepared.calibration_split, list(spec.class_names))
-    written = convert(model, calibration, spec.image_size, calibration_count(context), True, folder)
+    representative = representative_images(calibration, spec.image_size, calibration_count(context))
+    written = convert(model, spec, representative, folder, SPLIT_LAYOUT)
     (folder / "labels.txt").write_text("".join(f"{name}\n" for name in spec.class_names))
     (folder / "model.json").write_text(
-        json.dumps({"spec": spec.to_dict(), "metadata": metadata}, indent=2)
+        json.dumps(litert_manifest(spec, metadata, written, SPLIT_LAYOUT), indent=2)
     )
     return {name: Path(path) for name, path in written.items()}

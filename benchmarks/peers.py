@@ -8,7 +8,7 @@ Conversions (each the path its project documents for a Keras 3 model on the Tens
   int8: ``onnxruntime.quantization.quant_pre_process`` (shape inference and graph optimisation,
   the step ONNX Runtime's quantisation guide asks for first), then ``quantize_static`` in the QDQ
   format with uint8 activations and per-channel int8 weights, calibrated (MinMax) on the same
-  letterboxed train images the LiteRT int8 export uses (:func:`ppe.export._representative`).
+  letterboxed train images the LiteRT int8 export uses (:func:`ppe.export.representative_images`).
   On a CPU without 8-bit dot-product instructions (VNNI, AMX) the weights take 7 bits
   (``reduce_range``), as ONNX Runtime's guide advises: there its uint8 x int8 kernels add pairs
   of products in int16, which full-range operands overflow (measured on this project's AVX2

@@ -2,18 +2,23 @@
 
 Output folder::
 
-    model_fp32.tflite    float32 LiteRT model (raw YOLO heads)
+    model_fp32.tflite    float32 LiteRT model (outputs in the ``split`` layout, see below)
     model_int8.tflite    full-integer int8 model (int8 input, int8 ops, int8 outputs); the
                          representative data are letterboxed train-split images
     labels.txt           class names, one a line, in output order
-    model.json           the model spec and metadata (the edge runtime reads it)
+    model.json           the model spec, the output layout (``output_layout``) and metadata
+                         (the edge runtime reads it)
     thresholds.json      the model folder's per-class score thresholds, copied when it has them
                          (``ppe train`` chooses them on the val split; the edge applies them)
     metrics.json         mAP@0.5, AP per class and batch-1 latency of Keras, LiteRT fp32 and int8
                          on the same evaluation split, with the same decode and NMS
 
-The LiteRT files take the letterboxed image (see :func:`ppe.model.preprocess.letterbox`) and return
-the raw heads; decoding and NMS run in NumPy (:mod:`ppe.model.decode`) on the device, exactly as in
+The LiteRT files take the letterboxed image (see :func:`ppe.model.preprocess.letterbox`). By default
+they return the ``split`` layout of :mod:`ppe.model.decode`: per scale, box values (sigmoid cell
+offsets and log-sizes) and class scores (probabilities) as separate outputs, computed inside the
+graph, so the int8 model quantises each with its own scale instead of one scale for box offsets,
+objectness and class logits together (the ``raw`` layout, still written on request and read by the
+runtime). Box decoding and NMS run in NumPy (:mod:`ppe.model.decode`) on the device, exactly as in
 evaluation.
 """
 
@@ -24,7 +29,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,14 @@ import numpy as np
 from ppe.config import Config
 from ppe.errors import PpeError
 from ppe.files import replaced_dir
+from ppe.model.decode import (
+    OUTPUT_LAYOUT_KEY,
+    RAW_LAYOUT,
+    SPLIT_LAYOUT,
+    check_layout,
+    layout_outputs,
+)
+from ppe.model.spec import YoloSpec
 from ppe.run.documents import BackendMetrics, ExportMetrics, finite_or_none
 from ppe.run.layout import LABELS_FILE, MODEL_JSON, metrics_file, thresholds_file
 
@@ -43,29 +56,83 @@ INT8_FILE = "model_int8.tflite"
 LATENCY_RUNS = 30
 
 
-def _representative(samples: Sequence[Any], size: int, count: int) -> Iterator[list[np.ndarray]]:
-    """Letterboxed train images as float32 ``(1, S, S, 3)`` batches for int8 calibration."""
+#: Calibration data for int8: a callable yielding float32 ``(1, S, S, 3)`` input batches.
+Representative = Callable[[], Iterator[list[np.ndarray]]]
+
+
+def representative_images(samples: Sequence[Any], size: int, count: int) -> Representative:
+    """Up to ``count`` evenly spaced letterboxed images of ``samples`` for int8 calibration."""
     from ppe.evaluate.detect import load_rgb
     from ppe.model.preprocess import letterbox
 
-    step = max(1, len(samples) // count)
-    for sample in list(samples)[::step][:count]:
-        image, _ = letterbox(load_rgb(Path(sample.image_path)), size)
-        yield [image[np.newaxis]]
+    def batches() -> Iterator[list[np.ndarray]]:
+        step = max(1, len(samples) // count)
+        for sample in list(samples)[::step][:count]:
+            image, _ = letterbox(load_rgb(Path(sample.image_path)), size)
+            yield [image[np.newaxis]]
+
+    return batches
+
+
+def layout_model(model: Any, spec: YoloSpec, layout: str) -> Any:
+    """The Keras model whose outputs are ``layout`` (:func:`ppe.model.decode.layout_outputs`).
+
+    For ``split`` each scale's output convolution is cut in two convolutions with the same
+    weights, one for the box rows ``tx, ty, tw, th`` of every anchor and one for the objectness
+    and class rows, so that a full-integer model quantises the box activations with their own
+    (narrow) scale instead of the one the wide score logits set. Their outputs are then decoded
+    in the graph into a dict of named outputs: per scale, ``boxes_s<stride>`` =
+    ``[sigmoid(tx), sigmoid(ty), tw, th]`` and ``scores_s<stride>`` =
+    ``sigmoid(objectness) * sigmoid(class)``; the names become the LiteRT signature's output
+    names, which the edge runtime matches. For ``raw`` the model itself is returned.
+
+    Raises:
+        ValueError: an unknown layout.
+    """
+    import keras
+
+    if check_layout(layout) == RAW_LAYOUT:
+        return model
+    depth = 5 + spec.num_classes
+    anchors = spec.anchors_per_scale
+    rows = np.arange(anchors * depth).reshape(anchors, depth)
+    outputs: dict[str, Any] = {}
+    for slot in layout_outputs(spec, layout):
+        stride = spec.strides[slot.scale]
+        original = model.get_layer(f"head_s{stride}_output_conv")
+        kernel, bias = original.get_weights()
+        picked = rows[:, :4] if slot.kind == "boxes" else rows[:, 4:]
+        picked = picked.reshape(-1)
+        conv = keras.layers.Conv2D(picked.size, 1, padding="same", name=f"export_{slot.name}_conv")
+        values = conv(original.input)
+        conv.set_weights([kernel[..., picked], bias[picked]])
+        values = keras.layers.Reshape((*slot.shape[:3], picked.size // anchors))(values)
+        if slot.kind == "boxes":
+            offsets = keras.ops.sigmoid(values[..., 0:2])
+            outputs[slot.name] = keras.ops.concatenate([offsets, values[..., 2:4]], axis=-1)
+        else:
+            outputs[slot.name] = keras.ops.sigmoid(values[..., 0:1]) * keras.ops.sigmoid(
+                values[..., 1:]
+            )
+    return keras.Model(model.input, outputs, name=f"{model.name}_{layout}")
 
 
 def convert(
-    model: Any, samples: Sequence[Any], size: int, count: int, int8: bool, out_dir: Path
+    model: Any,
+    spec: YoloSpec,
+    representative: Representative | None,
+    out_dir: Path,
+    layout: str = SPLIT_LAYOUT,
 ) -> dict[str, Path]:
     """Convert a Keras model to LiteRT files in ``out_dir``.
 
     Args:
-        model: the Keras inference model (raw head outputs).
-        samples: train-split samples for the int8 representative dataset.
-        size: network input side in pixels.
-        count: representative images to use.
-        int8: also write the full-integer model.
+        model: the Keras inference model (raw head outputs) built from ``spec``.
+        spec: its spec.
+        representative: calibration inputs for the full-integer model (e.g.
+            :func:`representative_images`), or None to write the float32 model only.
         out_dir: where to write ``model_fp32.tflite`` (and ``model_int8.tflite``).
+        layout: the files' output layout (:data:`ppe.model.decode.OUTPUT_LAYOUTS`).
 
     Returns:
         Backend name -> file.
@@ -73,16 +140,17 @@ def convert(
     import tensorflow as tf
 
     files: dict[str, Path] = {}
+    exported = layout_model(model, spec, layout)
     with tempfile.TemporaryDirectory(prefix="ppe-export-") as tmp:
         saved_model = Path(tmp) / "saved_model"
-        model.export(str(saved_model), verbose=False)
+        exported.export(str(saved_model), verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
         files["litert_fp32"] = out_dir / FP32_FILE
         files["litert_fp32"].write_bytes(converter.convert())
-        if int8:
+        if representative is not None:
             converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = lambda: _representative(samples, size, count)
+            converter.representative_dataset = representative
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
@@ -91,6 +159,18 @@ def convert(
     for name, path in files.items():
         logger.info("%s: %s (%.1f MB)", name, path, path.stat().st_size / 1e6)
     return files
+
+
+def litert_manifest(
+    spec: YoloSpec, metadata: dict[str, Any], files: dict[str, Path], layout: str
+) -> dict[str, Any]:
+    """The ``model.json`` written beside LiteRT files: spec, output layout, metadata, files."""
+    return {
+        "spec": spec.to_dict(),
+        OUTPUT_LAYOUT_KEY: check_layout(layout),
+        "metadata": metadata,
+        "files": {name: path.name for name, path in files.items()},
+    }
 
 
 def latency_ms(predict: Any, size: int, runs: int = LATENCY_RUNS) -> dict[str, float]:
@@ -110,7 +190,12 @@ def latency_ms(predict: Any, size: int, runs: int = LATENCY_RUNS) -> dict[str, f
 
 
 def export_model_dir(
-    model_dir: Path, data_dir: Path, out_dir: Path, config: Config, num_threads: int = 2
+    model_dir: Path,
+    data_dir: Path,
+    out_dir: Path,
+    config: Config,
+    num_threads: int = 2,
+    layout: str = SPLIT_LAYOUT,
 ) -> ExportMetrics:
     """Export a model folder to LiteRT and measure every backend on the evaluation split.
 
@@ -120,6 +205,8 @@ def export_model_dir(
         out_dir: the export folder (replaced atomically).
         config: export and evaluate sections are used.
         num_threads: LiteRT interpreter threads.
+        layout: the LiteRT files' output layout; ``raw`` (the layout before ``split``) is kept
+            for comparison (``benchmarks/issue16_int8.py``) and for runtimes that expect it.
 
     Returns:
         The ``metrics.json`` document.
@@ -143,24 +230,13 @@ def export_model_dir(
             f"{config.evaluate.split} split (mAP); one of them is empty"
         )
     with replaced_dir(out_dir) as staging:
-        files = convert(
-            model,
-            train_samples,
-            spec.image_size,
-            config.export.representative_images,
-            config.export.int8,
-            staging,
+        calibration = representative_images(
+            train_samples, spec.image_size, config.export.representative_images
         )
+        files = convert(model, spec, calibration if config.export.int8 else None, staging, layout)
         (staging / LABELS_FILE).write_text("".join(f"{name}\n" for name in classes))
         (staging / MODEL_JSON).write_text(
-            json.dumps(
-                {
-                    "spec": spec.to_dict(),
-                    "metadata": metadata,
-                    "files": {k: v.name for k, v in files.items()},
-                },
-                indent=2,
-            )
+            json.dumps(litert_manifest(spec, metadata, files, layout), indent=2)
         )
         chosen = thresholds_file(model_dir)
         if chosen.is_file():
@@ -172,12 +248,15 @@ def export_model_dir(
                 model_dir,
                 chosen.name,
             )
-        backends: dict[str, Any] = {"keras": keras_predict(model)}
+        backends: dict[str, tuple[Any, str]] = {"keras": (keras_predict(model), RAW_LAYOUT)}
         for name, path in files.items():
-            backends[name] = LiteRTModel(path, spec, num_threads=num_threads).predict
+            runtime = LiteRTModel(path, spec, num_threads=num_threads)
+            backends[name] = (runtime.predict, runtime.layout)
         results: dict[str, Any] = {}
-        for name, predict in backends.items():
-            found = detect_split(predict, spec, eval_samples, config.evaluate, batch_size=1)
+        for name, (predict, backend_layout) in backends.items():
+            found = detect_split(
+                predict, spec, eval_samples, config.evaluate, batch_size=1, layout=backend_layout
+            )
             scored = evaluate_voc_map(
                 found.ground_truths, found.detections, classes, config.evaluate.iou_threshold
             )

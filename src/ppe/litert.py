@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 class LiteRTModel:
-    """One ``.tflite`` file behind ``predict(batch) -> raw head outputs``.
+    """One ``.tflite`` file behind ``predict(batch) -> head outputs`` in its output layout.
 
     Args:
         path: the ``.tflite`` file, with the ``model.json`` of its spec beside it.
@@ -58,6 +58,11 @@ class LiteRTModel:
         self.spec = spec
 
     @property
+    def layout(self) -> str:
+        """The output layout of :meth:`predict` (``model.json``'s ``output_layout``)."""
+        return self._detector.output_layout
+
+    @property
     def detector(self) -> LiteRTDetector:
         """The edge runtime behind this model (its letterbox, forward pass and detection)."""
         return self._detector
@@ -69,11 +74,11 @@ class LiteRTModel:
             batch: float32 ``(B, S, S, 3)`` letterboxed images in [0, 1].
 
         Returns:
-            Raw head outputs, float32 ``(B, grid, grid, anchors, 5 + num_classes)``, stride 32
-            first.
+            float32 outputs in :attr:`layout` (see
+            :meth:`ppe.edge.runtime.LiteRTDetector.forward`), each with batch ``B``.
         """
-        per_image = [self._detector.raw_outputs(image) for image in np.asarray(batch)]
+        per_image = [self._detector.head_outputs(image) for image in np.asarray(batch)]
         return [
-            np.concatenate([outputs[scale] for outputs in per_image], axis=0)
-            for scale in range(self.spec.num_scales)
+            np.concatenate([outputs[index] for outputs in per_image], axis=0)
+            for index in range(len(per_image[0]))
         ]

@@ -6,8 +6,10 @@ Nothing here imports TensorFlow: the module image ships ``ai-edge-litert`` only.
    :func:`ppe.model.preprocess.letterbox`, then one 256-entry lookup table maps every uint8 pixel
    to the model's input value (``x = v / 255`` for a float model, and for an int8 model its
    quantised form ``q = round(x / scale) + zero_point``), so an int8 input costs no float pass;
-2. run the interpreter, dequantise every integer output (``x = (q - zero_point) * scale``) and
-   match outputs to the spec's scales by their grid size (LiteRT does not keep Keras' order);
+2. run the interpreter, dequantise every integer output with its own parameters
+   (``x = (q - zero_point) * scale``) and put the outputs in the order of the model's output
+   layout (LiteRT does not keep Keras' order): ``split`` outputs by their signature names,
+   ``raw`` outputs by their grid size;
 3. decode and class-aware NMS with :func:`ppe.model.decode.detect`;
 4. map boxes back to original image pixels with
    :meth:`ppe.model.preprocess.LetterboxTransform.to_original`.
@@ -15,7 +17,10 @@ Nothing here imports TensorFlow: the module image ships ``ai-edge-litert`` only.
 The model spec comes from a ``model.json`` next to the ``.tflite`` (a model-folder manifest with a
 ``spec`` key, or a bare spec; ``ppe export`` writes it). A model without one is refused: its
 anchors and masks cannot be read from the tensor shapes, and decoding with Darknet's defaults
-would silently misplace every box of a model trained with other anchors.
+would silently misplace every box of a model trained with other anchors. Its ``output_layout``
+(:data:`ppe.model.decode.OUTPUT_LAYOUT_KEY`) names what the outputs hold (``split``: decoded in
+the graph, one quantisation scale per box and score output; ``raw``: the head logits); a file
+without it is an export from before the key, whose outputs are ``raw``.
 
 A ``thresholds.json`` next to the ``.tflite`` (:class:`ppe.run.documents.ClassThresholds`,
 per-class score thresholds chosen on the validation split) raises each class's threshold: a
@@ -38,7 +43,15 @@ import cv2
 import numpy as np
 
 from ppe.errors import DocumentError, ModelLoadError
-from ppe.model.decode import Detections, detect
+from ppe.model.decode import (
+    OUTPUT_LAYOUT_KEY,
+    OUTPUT_LAYOUTS,
+    RAW_LAYOUT,
+    Detections,
+    OutputSlot,
+    detect,
+    layout_outputs,
+)
 from ppe.model.preprocess import PAD_VALUE, LetterboxTransform, resize_for_letterbox
 from ppe.model.spec import YoloSpec
 from ppe.run.documents import ClassThresholds
@@ -146,17 +159,26 @@ def read_labels(path: str | Path) -> tuple[str, ...]:
     return names
 
 
-def _spec_from_file(path: Path) -> YoloSpec:
+def _spec_from_file(path: Path) -> tuple[YoloSpec, str]:
+    """The spec and output layout a ``model.json`` names (``raw`` when it names none)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelLoadError(f"{path} cannot be read as JSON ({error})") from error
+    layout: object = RAW_LAYOUT
     if isinstance(data, dict) and isinstance(data.get("spec"), dict):
-        data = data["spec"]  # a model-folder manifest (ppe.model.bundle)
+        layout = data.get(OUTPUT_LAYOUT_KEY, RAW_LAYOUT)
+        data = data["spec"]  # an export's or a model folder's manifest
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path} must hold a model spec object or a model-folder manifest")
+    if layout not in OUTPUT_LAYOUTS:
+        raise ModelLoadError(
+            f"{path}: {OUTPUT_LAYOUT_KEY} {layout!r} is not one this runtime decodes "
+            f"({list(OUTPUT_LAYOUTS)}); export the model again with this version of ppe "
+            f"(`ppe export`) and deploy the .tflite and {path.name} it writes together"
+        )
     try:
-        return YoloSpec.from_dict(data)
+        return YoloSpec.from_dict(data), str(layout)
     except (KeyError, TypeError, ValueError) as error:
         raise ModelLoadError(f"{path} has an invalid model spec: {error}") from error
 
@@ -251,7 +273,7 @@ class LiteRTDetector:
         output_shapes = [[int(v) for v in detail["shape"]] for detail in self._outputs]
         spec_file = path.parent / SPEC_FILE
         if spec_file.is_file():
-            spec = _spec_from_file(spec_file)
+            spec, layout = _spec_from_file(spec_file)
             if labels is not None and tuple(labels) != spec.class_names:
                 raise ModelLoadError(
                     f"labels {list(labels)} disagree with {spec_file} classes "
@@ -268,7 +290,12 @@ class LiteRTDetector:
                 f"{path} input {input_shape} does not match the spec's "
                 f"[1, {spec.image_size}, {spec.image_size}, 3]"
             )
-        self._order = self._match_outputs(output_shapes, spec, path)
+        self._layout = layout
+        self._slots = layout_outputs(spec, layout)
+        if layout == RAW_LAYOUT:
+            self._order = self._match_outputs(output_shapes, spec, path)
+        else:
+            self._order = self._match_named_outputs(self._slots, path)
         self.class_thresholds = _class_thresholds(path, spec)
         self._spec = spec
         self._model_version = model_version
@@ -295,6 +322,37 @@ class LiteRTDetector:
             num_threads,
         )
 
+    def _match_named_outputs(self, slots: Sequence[OutputSlot], path: Path) -> list[int]:
+        """For each output of a named layout, the index of the interpreter output holding it."""
+        signatures = self._interpreter.get_signature_list()
+        found: dict[str, int] = {}
+        if len(signatures) == 1:
+            runner = self._interpreter.get_signature_runner(next(iter(signatures)))
+            found = {
+                name: int(detail["index"]) for name, detail in runner.get_output_details().items()
+            }
+        positions = {
+            int(detail["index"]): position for position, detail in enumerate(self._outputs)
+        }
+        needed = [slot.name for slot in slots]
+        if sorted(found) != sorted(needed) or len(self._outputs) != len(needed):
+            raise ModelLoadError(
+                f"{path}: its outputs are named {sorted(found)}, but the {self._layout} layout "
+                f"in its {SPEC_FILE} needs {needed}; the {SPEC_FILE} "
+                f"beside it belongs to another export: deploy the .tflite and {SPEC_FILE} that "
+                "`ppe export` wrote together"
+            )
+        order: list[int] = []
+        for slot in slots:
+            shape = [int(v) for v in self._outputs[positions[found[slot.name]]]["shape"]]
+            if shape not in ([1, *slot.shape], [1, *slot.shape[:2], slot.shape[2] * slot.shape[3]]):
+                raise ModelLoadError(
+                    f"{path}: output {slot.name} has shape {shape}, its {SPEC_FILE} spec needs "
+                    f"{[1, *slot.shape]}; deploy the .tflite and {SPEC_FILE} exported together"
+                )
+            order.append(positions[found[slot.name]])
+        return order
+
     @staticmethod
     def _match_outputs(
         output_shapes: Sequence[Sequence[int]], spec: YoloSpec, path: Path
@@ -303,7 +361,8 @@ class LiteRTDetector:
         if len(output_shapes) != spec.num_scales:
             raise ModelLoadError(
                 f"{path} has {len(output_shapes)} outputs, the {spec.architecture} spec needs "
-                f"{spec.num_scales}"
+                f"{spec.num_scales} ({OUTPUT_LAYOUT_KEY} {RAW_LAYOUT!r}: no such key in its "
+                f"{SPEC_FILE}); deploy the {SPEC_FILE} exported with this model"
             )
         order: list[int] = []
         for expected in spec.output_shapes:
@@ -331,6 +390,11 @@ class LiteRTDetector:
     def model_version(self) -> str:
         """The deployed model version."""
         return self._model_version
+
+    @property
+    def output_layout(self) -> str:
+        """The layout of :meth:`forward`'s outputs (:data:`ppe.model.decode.OUTPUT_LAYOUTS`)."""
+        return self._layout
 
     @property
     def quantized(self) -> bool:
@@ -386,8 +450,10 @@ class LiteRTDetector:
             tensor: ``(1, S, S, 3)`` of the interpreter's input dtype (see :meth:`network_input`).
 
         Returns:
-            One float32 array per scale in the spec's order (largest stride first), each
-            ``(1, grid, grid, anchors_per_scale, 5 + num_classes)``, dequantised.
+            The outputs of :attr:`output_layout` in :func:`ppe.model.decode.layout_outputs`
+            order, float32 and dequantised (each with its own scale and zero point): for
+            ``raw`` one ``(1, grid, grid, anchors_per_scale, 5 + num_classes)`` per scale,
+            largest stride first; for ``split`` boxes then scores per scale.
 
         Raises:
             ValueError: the tensor's shape or dtype is not the interpreter's.
@@ -403,20 +469,16 @@ class LiteRTDetector:
             self._interpreter.invoke()
             raw = [self._interpreter.get_tensor(detail["index"]) for detail in self._outputs]
         outputs: list[np.ndarray] = []
-        for scale_index, output_index in enumerate(self._order):
+        for slot, output_index in zip(self._slots, self._order, strict=True):
             values = raw[output_index]
             if values.dtype.kind in "iu":
                 scale, zero_point = self._output_quant[output_index]
                 values = (values.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
-            outputs.append(
-                np.asarray(values, dtype=np.float32).reshape(
-                    1, *self._spec.output_shapes[scale_index]
-                )
-            )
+            outputs.append(np.asarray(values, dtype=np.float32).reshape(1, *slot.shape))
         return outputs
 
-    def raw_outputs(self, network_input: np.ndarray) -> list[np.ndarray]:
-        """Run the interpreter on a float letterboxed input and return float head outputs.
+    def head_outputs(self, network_input: np.ndarray) -> list[np.ndarray]:
+        """Run the interpreter on a float letterboxed input and return its float outputs.
 
         Args:
             network_input: float32 ``(S, S, 3)`` or ``(1, S, S, 3)`` RGB in [0, 1]
@@ -452,6 +514,7 @@ class LiteRTDetector:
         found = detect(
             outputs,
             self._spec,
+            layout=self._layout,
             score_threshold=threshold,
             iou_threshold=self.iou_threshold,
             max_detections=self.max_detections,

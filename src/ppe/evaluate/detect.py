@@ -36,7 +36,7 @@ from ppe.evaluate.voc_map import (
     evaluate_voc_map,
 )
 from ppe.files import replaced_dir
-from ppe.model.decode import detect
+from ppe.model.decode import RAW_LAYOUT, detect
 from ppe.model.preprocess import LetterboxTransform, letterbox
 from ppe.model.spec import YoloSpec
 from ppe.run import documents
@@ -52,7 +52,8 @@ from ppe.run.layout import (
 
 logger = logging.getLogger(__name__)
 
-#: A forward pass: float32 ``(B, S, S, 3)`` in [0, 1] -> raw head outputs, stride 32 first.
+#: A forward pass: float32 ``(B, S, S, 3)`` in [0, 1] -> head outputs (raw heads, stride 32 first,
+#: unless ``detect_split`` is told another :data:`ppe.model.decode.OUTPUT_LAYOUTS` layout).
 PredictFn = Callable[[np.ndarray], Sequence[np.ndarray]]
 
 MAX_CURVE_POINTS = 400
@@ -100,6 +101,7 @@ def detect_split(
     samples: Sequence[Any],
     settings: EvaluateConfig,
     batch_size: int | None = None,
+    layout: str = RAW_LAYOUT,
 ) -> SplitDetections:
     """Run ``predict`` over ``samples`` and collect pixel detections.
 
@@ -109,6 +111,7 @@ def detect_split(
         samples: :class:`ppe.data.voc.Sample` objects of one split.
         settings: score threshold, NMS IoU threshold and detection cap.
         batch_size: images per forward pass (default: ``settings.batch_size``).
+        layout: the output layout of ``predict`` (a LiteRT export's ``output_layout``).
 
     Returns:
         The :class:`SplitDetections`.
@@ -130,6 +133,7 @@ def detect_split(
         per_image = detect(
             outputs,
             spec,
+            layout=layout,
             score_threshold=settings.score_threshold,
             iou_threshold=settings.nms_iou_threshold,
             max_detections=settings.max_detections,

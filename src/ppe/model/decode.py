@@ -1,7 +1,22 @@
-"""Decode raw YOLO head outputs into boxes and scores, and class-aware hard NMS. NumPy only.
+"""Decode YOLO head outputs into boxes and scores, and class-aware hard NMS. NumPy only.
 
 Nothing here (or in what it imports) may import TensorFlow: the IoT Edge module runs it next to
 a LiteRT interpreter.
+
+Two output layouts exist; an exported model names its own in ``model.json`` under
+:data:`OUTPUT_LAYOUT_KEY` (``ppe export`` writes it, the edge runtime reads it):
+
+* ``raw`` (:data:`RAW_LAYOUT`): one output per scale, ``(1, grid, grid, anchors, 5 + C)`` of raw
+  logits ``[tx, ty, tw, th, objectness, class...]``, what the Keras model returns. A full-integer
+  model quantises all of them with one scale, set by the widest of them (the objectness and class
+  logits), which costs box precision. A ``model.json`` without the key means this layout (every
+  export before the key existed).
+* ``split`` (:data:`SPLIT_LAYOUT`): two outputs per scale, named by :func:`layout_outputs` (the
+  names are the LiteRT signature's output names): ``boxes_s<stride>`` ``(1, grid, grid, anchors,
+  4)`` = ``[sigmoid(tx), sigmoid(ty), tw, th]`` (cell offsets in [0, 1] and log-size, both in a
+  narrow range) and ``scores_s<stride>`` ``(1, grid, grid, anchors, C)`` =
+  ``sigmoid(objectness) * sigmoid(class)`` (probabilities in [0, 1]), so an int8 model gives each
+  its own quantisation scale.
 
 Boxes are ``[xmin, ymin, xmax, ymax]`` normalised to [0, 1] of the (letterboxed) network input;
 :meth:`ppe.model.preprocess.LetterboxTransform.to_original` maps them back to image pixels.
@@ -12,12 +27,87 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from ppe.model.spec import YoloSpec
 
 logger = logging.getLogger(__name__)
+
+#: The ``model.json`` key naming an exported model's output layout.
+OUTPUT_LAYOUT_KEY = "output_layout"
+RAW_LAYOUT = "raw"
+SPLIT_LAYOUT = "split"
+OUTPUT_LAYOUTS: tuple[str, ...] = (RAW_LAYOUT, SPLIT_LAYOUT)
+
+OutputKind = Literal["raw", "boxes", "scores"]
+
+
+@dataclass(frozen=True)
+class OutputSlot:
+    """One output of a layout, in the order :func:`decode` takes them.
+
+    Attributes:
+        name: the output's name (the LiteRT signature's output name for ``split``).
+        scale: index of the spec scale it belongs to (largest stride first).
+        kind: ``raw`` (all channels), ``boxes`` or ``scores``.
+        shape: ``(grid, grid, anchors, channels)``, without the batch axis.
+    """
+
+    name: str
+    scale: int
+    kind: OutputKind
+    shape: tuple[int, int, int, int]
+
+
+def check_layout(layout: str) -> str:
+    """Return ``layout`` if it is a known output layout.
+
+    Raises:
+        ValueError: an unknown layout (the message lists the known ones).
+    """
+    if layout not in OUTPUT_LAYOUTS:
+        raise ValueError(f"unknown output layout {layout!r}; known: {list(OUTPUT_LAYOUTS)}")
+    return layout
+
+
+def layout_outputs(spec: YoloSpec, layout: str) -> tuple[OutputSlot, ...]:
+    """The outputs of ``layout`` for ``spec``, in the order :func:`decode` takes them.
+
+    Raises:
+        ValueError: an unknown layout.
+    """
+    slots: list[OutputSlot] = []
+    for scale, (stride, shape) in enumerate(zip(spec.strides, spec.output_shapes, strict=True)):
+        grid, _, anchors, _ = shape
+        if check_layout(layout) == RAW_LAYOUT:
+            slots.append(OutputSlot(f"raw_s{stride}", scale, "raw", shape))
+        else:
+            slots.append(OutputSlot(f"boxes_s{stride}", scale, "boxes", (grid, grid, anchors, 4)))
+            slots.append(
+                OutputSlot(
+                    f"scores_s{stride}", scale, "scores", (grid, grid, anchors, spec.num_classes)
+                )
+            )
+    return tuple(slots)
+
+
+def split_outputs(outputs: Sequence[np.ndarray], spec: YoloSpec) -> list[np.ndarray]:
+    """Raw head outputs -> the ``split`` layout (NumPy twin of the exported graph's head).
+
+    Args:
+        outputs: raw outputs in model order, each ``(batch, grid, grid, anchors, 5 + C)``.
+        spec: the model spec.
+
+    Returns:
+        ``[boxes, scores]`` per scale, in :func:`layout_outputs` order.
+    """
+    result: list[np.ndarray] = []
+    for raw in _checked_raw(outputs, spec):
+        result.append(np.concatenate([sigmoid(raw[..., 0:2]), raw[..., 2:4]], axis=-1))
+        result.append(sigmoid(raw[..., 4:5]) * sigmoid(raw[..., 5:]))
+    return result
 
 
 @dataclass(frozen=True)
@@ -49,18 +139,53 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return result
 
 
-def decode(outputs: Sequence[np.ndarray], spec: YoloSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Turn raw head outputs into boxes and per-class scores for every anchor of every cell.
+def _checked_raw(outputs: Sequence[np.ndarray], spec: YoloSpec) -> list[np.ndarray]:
+    if len(outputs) != spec.num_scales:
+        raise ValueError(
+            f"{spec.architecture} has {spec.num_scales} outputs, got {len(outputs)} arrays"
+        )
+    checked: list[np.ndarray] = []
+    for scale, (raw, expected) in enumerate(zip(outputs, spec.output_shapes, strict=True)):
+        raw = np.asarray(raw, dtype=np.float32)
+        if raw.ndim != 5 or raw.shape[1:] != expected:
+            raise ValueError(
+                f"output {scale} must be (batch, *{expected}) for this spec, got {raw.shape}"
+            )
+        checked.append(raw)
+    return checked
+
+
+def _decode_scale(
+    offsets: np.ndarray, log_size: np.ndarray, spec: YoloSpec, scale: int
+) -> np.ndarray:
+    """Boxes ``(batch, grid, grid, anchors, 4)`` xyxy from cell offsets in [0, 1] and log-sizes."""
+    grid = spec.grid_sizes[scale]
+    # Cell offsets: x varies along axis 2 (columns), y along axis 1 (rows).
+    cell_y, cell_x = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+    cells = np.stack([cell_x, cell_y], axis=-1).astype(np.float32)[None, :, :, None, :]
+    centre = (offsets + cells) / np.float32(grid)
+    # exp of very large logits overflows to inf; such boxes are discarded by NMS bounds.
+    with np.errstate(over="ignore"):
+        size = np.exp(log_size) * spec.scale_anchors(scale)
+    return np.concatenate([centre - size / 2, centre + size / 2], axis=-1)
+
+
+def decode(
+    outputs: Sequence[np.ndarray], spec: YoloSpec, layout: str = RAW_LAYOUT
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn head outputs into boxes and per-class scores for every anchor of every cell.
 
     For the anchor ``(pw, ph)`` (normalised) of cell ``(cx, cy)`` in a ``grid x grid`` output:
     centre ``((cx + sigmoid(tx)) / grid, (cy + sigmoid(ty)) / grid)``, size
     ``(pw * exp(tw), ph * exp(th))``.
 
     Args:
-        outputs: one array per scale in model order (largest stride first), each
+        outputs: for ``raw``, one array per scale in model order (largest stride first), each
             ``(batch, grid, grid, anchors_per_scale, 5 + num_classes)`` of raw values
-            ``[tx, ty, tw, th, objectness_logit, class_logits...]``.
+            ``[tx, ty, tw, th, objectness_logit, class_logits...]``; for ``split``, the arrays
+            of :func:`layout_outputs` in its order.
         spec: the model spec (grids, anchors, masks, classes).
+        layout: :data:`RAW_LAYOUT` or :data:`SPLIT_LAYOUT`.
 
     Returns:
         ``boxes`` float32 ``(batch, N, 4)`` ``[xmin, ymin, xmax, ymax]`` normalised to [0, 1] of
@@ -69,33 +194,35 @@ def decode(outputs: Sequence[np.ndarray], spec: YoloSpec) -> tuple[np.ndarray, n
         ``N = sum(grid**2) * anchors_per_scale`` in output, row, column, anchor order.
 
     Raises:
-        ValueError: the number or shapes of the outputs do not match ``spec``.
+        ValueError: the layout is unknown, or the number or shapes of the outputs do not match
+            ``spec`` and ``layout``.
     """
-    if len(outputs) != spec.num_scales:
-        raise ValueError(
-            f"{spec.architecture} has {spec.num_scales} outputs, got {len(outputs)} arrays"
-        )
     all_boxes: list[np.ndarray] = []
     all_scores: list[np.ndarray] = []
-    for scale, (raw, expected) in enumerate(zip(outputs, spec.output_shapes, strict=True)):
-        raw = np.asarray(raw, dtype=np.float32)
-        if raw.ndim != 5 or raw.shape[1:] != expected:
+    if check_layout(layout) == RAW_LAYOUT:
+        for scale, raw in enumerate(_checked_raw(outputs, spec)):
+            boxes = _decode_scale(sigmoid(raw[..., 0:2]), raw[..., 2:4], spec, scale)
+            scores = sigmoid(raw[..., 4:5]) * sigmoid(raw[..., 5:])
+            all_boxes.append(boxes.reshape(raw.shape[0], -1, 4))
+            all_scores.append(scores.reshape(raw.shape[0], -1, spec.num_classes))
+    else:
+        slots = layout_outputs(spec, layout)
+        if len(outputs) != len(slots):
             raise ValueError(
-                f"output {scale} must be (batch, *{expected}) for this spec, got {raw.shape}"
+                f"the {layout} layout of this spec has {len(slots)} outputs "
+                f"({[slot.name for slot in slots]}), got {len(outputs)} arrays"
             )
-        grid = expected[0]
-        batch = raw.shape[0]
-        # Cell offsets: x varies along axis 2 (columns), y along axis 1 (rows).
-        cell_y, cell_x = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
-        cells = np.stack([cell_x, cell_y], axis=-1).astype(np.float32)[None, :, :, None, :]
-        centre = (sigmoid(raw[..., 0:2]) + cells) / np.float32(grid)
-        # exp of very large logits overflows to inf; such boxes are discarded by NMS bounds.
-        with np.errstate(over="ignore"):
-            size = np.exp(raw[..., 2:4]) * spec.scale_anchors(scale)
-        boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=-1)
-        scores = sigmoid(raw[..., 4:5]) * sigmoid(raw[..., 5:])
-        all_boxes.append(boxes.reshape(batch, -1, 4))
-        all_scores.append(scores.reshape(batch, -1, spec.num_classes))
+        arrays = [np.asarray(value, dtype=np.float32) for value in outputs]
+        for slot, array in zip(slots, arrays, strict=True):
+            if array.ndim != 5 or array.shape[1:] != slot.shape:
+                raise ValueError(
+                    f"output {slot.name} must be (batch, *{slot.shape}), got {array.shape}"
+                )
+        for scale in range(spec.num_scales):
+            box_values, scores = arrays[2 * scale], arrays[2 * scale + 1]
+            boxes = _decode_scale(box_values[..., 0:2], box_values[..., 2:4], spec, scale)
+            all_boxes.append(boxes.reshape(box_values.shape[0], -1, 4))
+            all_scores.append(scores.reshape(scores.shape[0], -1, spec.num_classes))
     return (
         np.concatenate(all_boxes, axis=1).astype(np.float32),
         np.concatenate(all_scores, axis=1).astype(np.float32),
@@ -239,6 +366,7 @@ def detect(
     outputs: Sequence[np.ndarray],
     spec: YoloSpec,
     *,
+    layout: str = RAW_LAYOUT,
     score_threshold: float = 0.25,
     iou_threshold: float = 0.45,
     max_detections: int = 100,
@@ -246,8 +374,9 @@ def detect(
     """:func:`decode` followed by :func:`non_max_suppression`.
 
     Args:
-        outputs: raw head outputs, see :func:`decode`.
+        outputs: head outputs in ``layout``, see :func:`decode`.
         spec: the model spec.
+        layout: the outputs' layout (:data:`OUTPUT_LAYOUTS`).
         score_threshold: minimum detection score.
         iou_threshold: same-class IoU above which a box is suppressed.
         max_detections: most detections per image.
@@ -255,7 +384,7 @@ def detect(
     Returns:
         One :class:`Detections` per image (boxes normalised to the network input).
     """
-    boxes, scores = decode(outputs, spec)
+    boxes, scores = decode(outputs, spec, layout)
     return non_max_suppression(
         boxes,
         scores,

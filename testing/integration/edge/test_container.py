@@ -58,7 +58,6 @@ from ppe.export import INT8_FILE
 from ppe.iotedge import manifest as edge_manifest
 from ppe.iotedge.engine import module_container_body, start_container
 from ppe.iotedge.staging import MODEL_FILES
-from ppe.model.spec import YoloSpec
 from ppe.run.documents import ClassThresholds
 from ppe.run.layout import thresholds_file
 
@@ -116,10 +115,8 @@ def model_dir(
     folder = tmp_path_factory.mktemp("model")
     shutil.copyfile(edge_models / "rigged_int8.tflite", folder / INT8_FILE)
     shutil.copyfile(edge_models / "labels.txt", folder / "labels.txt")
-    spec = YoloSpec.default(
-        "yolov3_tiny", tflite_models.CLASS_NAMES, image_size=tflite_models.IMAGE_SIZE
-    )
-    (folder / SPEC_FILE).write_text(json.dumps({"spec": spec.to_dict(), "metadata": {}}))
+    # The model.json written with it: spec and output layout (ppe.export.litert_manifest).
+    shutil.copyfile(edge_models / SPEC_FILE, folder / SPEC_FILE)
     # Per-class thresholds at or below every live score_threshold the tests set: the image ships
     # and loads the file, and the rigged detections stay what the tests expect.
     ClassThresholds(

@@ -1,17 +1,25 @@
 """Tiny YOLOv3-tiny LiteRT models for the edge tests, built once and cached.
 
 Run as a script (``python tflite_models.py OUT_DIR``) it imports TensorFlow, builds
-``YoloSpec.default("yolov3_tiny", image_size=96)`` with ``ppe.model.yolov3.build_model`` and writes:
+``YoloSpec.default("yolov3_tiny", image_size=96)`` with ``ppe.model.yolov3.build_model`` and
+converts it with ``ppe.export.convert`` (the ``ppe export`` conversion) into:
 
 * ``random_fp32.tflite`` / ``random_int8.tflite``: seeded random weights, float32 and full-integer
   int8 (int8 input and outputs); ``reference.npz`` holds a fixed input and Keras' raw outputs for
-  it, to compare the interpreter against;
+  it, to compare the interpreter against. The output biases are set like a trained detector's
+  (objectness and class logits far below zero, box logits near it: ``TRAINED_LIKE_BIAS``), so the
+  raw head spans a wide range while the box values span a narrow one, as on a real model;
 * ``rigged_fp32.tflite`` / ``rigged_int8.tflite``: the same network with both output convolutions
   set to zero weights and a chosen bias, so every frame yields the same known raw outputs
   (``RIGGED_BIAS``): one ``head`` box per cell of the 3 x 3 stride-32 grid with score
   sigmoid(4.0) * sigmoid(0.4) ~= 0.588, nothing else. These give real detections through the
   real interpreter without training;
-* ``labels.txt``: ``helmet`` and ``head``; ``model.json``: their spec (the runtime needs it).
+* ``labels.txt``: ``helmet`` and ``head``; ``model.json``: their spec and output layout (the
+  runtime needs it).
+
+The top folder holds the ``split`` output layout that ``ppe export`` writes; ``raw/`` holds
+``random_fp32``, ``random_int8`` and ``rigged_int8`` in the ``raw`` layout of exports made before
+``output_layout`` existed, with a ``model.json`` that has no such key.
 
 The test process never imports TensorFlow: :func:`ensure_models` runs this file in a subprocess.
 """
@@ -38,6 +46,9 @@ RIGGED_BIAS = {
     16: (_OFF, _OFF, _OFF),
 }
 RIGGED_BOXES = 9
+# Output bias of the random models per channel: tx, ty, tw, th, objectness, helmet, head.
+TRAINED_LIKE_BIAS = (0.0, 0.0, 0.0, 0.0, -7.0, -3.0, -3.0)
+RAW_DIR = "raw"
 RIGGED_HEAD_SCORE = float(1 / (1 + np.exp(-4.0)) * 1 / (1 + np.exp(-0.4)))
 FILES = (
     "random_fp32.tflite",
@@ -46,6 +57,12 @@ FILES = (
     "rigged_int8.tflite",
     "reference.npz",
     "labels.txt",
+    "model.json",
+    f"{RAW_DIR}/random_fp32.tflite",
+    f"{RAW_DIR}/random_int8.tflite",
+    f"{RAW_DIR}/rigged_int8.tflite",
+    f"{RAW_DIR}/labels.txt",
+    f"{RAW_DIR}/model.json",
 )
 _REPO = Path(__file__).resolve().parents[3]
 
@@ -67,6 +84,8 @@ def _cache_key() -> str:
         Path(__file__),
         _REPO / "src" / "ppe" / "model" / "yolov3.py",
         _REPO / "src" / "ppe" / "model" / "spec.py",
+        _REPO / "src" / "ppe" / "model" / "decode.py",
+        _REPO / "src" / "ppe" / "export.py",
     ):
         digest.update(path.read_bytes())
     digest.update(sys.version.encode())
@@ -91,19 +110,14 @@ def ensure_models(cache_root: Path) -> Path:
         )
         if result.returncode != 0:
             raise RuntimeError(f"building the test models failed:\n{result.stderr[-4000:]}")
-        spec_file = folder / "model.json"
-        if not spec_file.is_file():
-            # The edge runtime refuses a model without its spec (anchors, masks, classes).
-            from ppe.model.spec import YoloSpec
-
-            spec = YoloSpec.default("yolov3_tiny", CLASS_NAMES, image_size=IMAGE_SIZE)
-            spec_file.write_text(json.dumps({"spec": spec.to_dict()}), encoding="utf-8")
     return folder
 
 
 def _build(out: Path) -> None:
     import tensorflow as tf
 
+    from ppe.export import convert, litert_manifest
+    from ppe.model.decode import OUTPUT_LAYOUT_KEY, RAW_LAYOUT, SPLIT_LAYOUT
     from ppe.model.spec import YoloSpec
     from ppe.model.yolov3 import build_model
 
@@ -123,6 +137,11 @@ def _build(out: Path) -> None:
                     rng.uniform(0.5, 1.5, variance.shape).astype(np.float32),
                 ]
             )
+    for stride in spec.strides:
+        layer = model.get_layer(f"head_s{stride}_output_conv")
+        kernel, bias = layer.get_weights()
+        trained_like = np.tile(np.float32(TRAINED_LIKE_BIAS), spec.anchors_per_scale)
+        layer.set_weights([kernel, trained_like.reshape(bias.shape)])
     reference_input = rng.random((1, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.float32)
     reference = model(reference_input, training=False)
     np.savez(
@@ -136,32 +155,29 @@ def _build(out: Path) -> None:
         for _ in range(8):
             yield [generator.random((1, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.float32)]
 
-    def convert(int8: bool) -> bytes:
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        if int8:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = representative
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-        content: bytes = converter.convert()
-        return content
+    def write(folder: Path, prefix: str, layout: str, int8_only: bool) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        written = convert(model, spec, representative, folder, layout)  # type: ignore[arg-type]
+        for backend, path in written.items():
+            if int8_only and backend != "litert_int8":
+                path.unlink()
+            else:
+                path.rename(folder / f"{prefix}_{backend.removeprefix('litert_')}.tflite")
+        (folder / "labels.txt").write_text("\n".join(CLASS_NAMES) + "\n", encoding="utf-8")
+        manifest = litert_manifest(spec, {}, {}, layout)
+        if layout == RAW_LAYOUT:  # an export from before the output_layout key
+            del manifest[OUTPUT_LAYOUT_KEY]
+        (folder / "model.json").write_text(json.dumps(manifest), encoding="utf-8")
 
-    (out / "random_fp32.tflite").write_bytes(convert(False))
-    (out / "random_int8.tflite").write_bytes(convert(True))
+    write(out, "random", SPLIT_LAYOUT, False)
+    write(out / RAW_DIR, "random", RAW_LAYOUT, False)
     for stride in spec.strides:
         layer = model.get_layer(f"head_s{stride}_output_conv")
         kernel, bias = layer.get_weights()
-        layer.set_weights(
-            [
-                np.zeros_like(kernel),
-                np.float32(RIGGED_BIAS[stride]).reshape(-1),
-            ]
-        )
+        layer.set_weights([np.zeros_like(kernel), np.float32(RIGGED_BIAS[stride]).reshape(-1)])
         assert bias.shape == (spec.anchors_per_scale * (5 + spec.num_classes),)
-    (out / "rigged_fp32.tflite").write_bytes(convert(False))
-    (out / "rigged_int8.tflite").write_bytes(convert(True))
-    (out / "labels.txt").write_text("\n".join(CLASS_NAMES) + "\n", encoding="utf-8")
+    write(out, "rigged", SPLIT_LAYOUT, False)
+    write(out / RAW_DIR, "rigged", RAW_LAYOUT, True)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from ppe.edge.runtime import SPEC_FILE
 from ppe.export import INT8_FILE
 from ppe.iotedge import manifest as m
 from ppe.iotedge.staging import MODEL_FILES, STAGED_MODEL_DIR
-from ppe.model.spec import YoloSpec
 from ppe.run.documents import ClassThresholds
 from ppe.run.layout import LABELS_FILE, THRESHOLDS_FILE
 
@@ -378,14 +377,13 @@ def _check_command(steps: Steps) -> list[str]:
 @pytest.fixture
 def export_dir(tmp_path: Path, edge_models: Path, tflite_models: ModuleType) -> Path:
     """A folder shaped like `ppe export`'s output, with a real (tiny, rigged) int8 model."""
-    models = tflite_models
     folder = tmp_path / "export"
     folder.mkdir()
     shutil.copyfile(edge_models / "rigged_int8.tflite", folder / INT8_FILE)
     shutil.copyfile(edge_models / "rigged_fp32.tflite", folder / "model_fp32.tflite")
     shutil.copyfile(edge_models / "labels.txt", folder / "labels.txt")
-    spec = YoloSpec.default("yolov3_tiny", models.CLASS_NAMES, image_size=models.IMAGE_SIZE)
-    (folder / SPEC_FILE).write_text(json.dumps({"spec": spec.to_dict(), "metadata": {}}))
+    # The model.json written with them: spec and output layout (ppe.export.litert_manifest).
+    shutil.copyfile(edge_models / SPEC_FILE, folder / SPEC_FILE)
     (folder / "metrics.json").write_text("{}")
     chosen = ClassThresholds(
         split="val", criterion="max F1", thresholds={"helmet": 0.4, "head": 0.3}
