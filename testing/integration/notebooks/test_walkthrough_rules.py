@@ -281,3 +281,17 @@ def test_05_costs_name_the_terraform_defaults_and_cite_their_sources() -> None:
         if re.search(r"US\$|\$\d+\.\d|\bdollars?\b|\bUSD\b|€|£", paragraph):
             assert "microsoft.com/" in paragraph and "not a quote" in paragraph, paragraph
     assert "read on 20" in section, "say when the pages were read"
+
+
+def test_02_describes_the_tour_profile_it_trains() -> None:
+    """02's account of the default run (epochs, batch, scenes, input size) is tour.yaml's."""
+    config = load_config("tour")
+    text = " ".join(
+        nbformat.read(NOTEBOOKS / "02_training.ipynb", as_version=4).cells[0].source.split()
+    )
+    train = round(config.data.synth.num_images * config.data.split.train)
+    synth, size = config.data.synth, config.model.image_size
+    assert (
+        f"{config.train.epochs} epochs in batches of {config.train.batch_size} on {train} scenes "
+        f"of {synth.width}x{synth.height}, letterboxed to {size}x{size}"
+    ) in text
