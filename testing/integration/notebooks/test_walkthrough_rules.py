@@ -227,3 +227,71 @@ def test_notebooks_readme_documents_the_parameters() -> None:
     for name in ("00_setup", "05_azure"):
         for value in parameter_defaults(name).values():
             assert f"`{value}`" in text, f"notebooks/README.md does not mention the default {value}"
+
+
+def terraform_defaults() -> dict[str, object]:
+    with (REPO_ROOT / "infrastructure" / "variables.tf").open(encoding="utf-8") as handle:
+        blocks = hcl2.load(handle)["variable"]
+    # python-hcl2 keeps a string's quotes.
+    return {
+        name.strip('"'): body["default"].strip('"')
+        if isinstance(body.get("default"), str)
+        else body.get("default")
+        for block in blocks
+        for name, body in block.items()
+    }
+
+
+def test_05_costs_name_the_terraform_defaults_and_cite_their_sources() -> None:
+    """05 states no price of its own: each billing rule cites a Microsoft page, and the SKUs,
+    region and price queries it shows are the ones `terraform apply` creates by default (a query
+    for another SKU would price something else). The Retail Prices API and its filter fields:
+    https://learn.microsoft.com/rest/api/cost-management/retail-prices/azure-retail-prices
+    """
+    notebook = nbformat.read(NOTEBOOKS / "05_azure.ipynb", as_version=4)
+    text = notebook.cells[0].source
+    section = text.split("## What `terraform apply` creates, and what it costs", 1)[1]
+    defaults = terraform_defaults()
+    pairs = re.findall(r"\(`([a-z_]+)`: `([^`]+)`\)", section)
+    assert {name for name, _ in pairs} >= {
+        "gpu_cluster_vm_size",
+        "cpu_cluster_vm_size",
+        "iothub_sku_name",
+        "container_registry_sku",
+    }
+    for name, value in pairs:
+        assert defaults[name] == value, (
+            f"05 says {name} defaults to {value}, variables.tf to {defaults[name]}"
+        )
+    idle = defaults["cluster_idle_minutes_before_scale_down"]
+    assert f"`cluster_idle_minutes_before_scale_down` ({idle})" in section
+    assert f"+ {idle} idle minutes" in section
+    regions = set(re.findall(r"armRegionName eq '([a-z0-9]+)'", section))
+    assert regions == {defaults["location"]} and f"`location`, `{defaults['location']}`" in section
+    assert re.findall(r"armSkuName eq '([^']+)'", section) == [defaults["gpu_cluster_vm_size"]]
+    assert f"'IoT Hub' and skuName eq '{defaults['iothub_sku_name']}'" in section
+    assert f"'Container Registry' and skuName eq '{defaults['container_registry_sku']}'" in section
+    # Every note the table cites exists and names a Microsoft page; no figure goes unsourced.
+    cited = set(re.findall(r"\[(\d)\]", section.split("\n- [1]", 1)[0]))
+    notes = dict(re.findall(r"^- \[(\d)\] (.*?)(?=^- \[|^\S)", section, re.MULTILINE | re.DOTALL))
+    assert cited and cited == set(notes), (cited, set(notes))
+    for number, note in notes.items():
+        assert re.search(r"https://(learn|azure)\.microsoft\.com/", note), f"note [{number}]"
+    for paragraph in section.split("\n\n"):
+        if re.search(r"US\$|\$\d+\.\d|\bdollars?\b|\bUSD\b|€|£", paragraph):
+            assert "microsoft.com/" in paragraph and "not a quote" in paragraph, paragraph
+    assert "read on 20" in section, "say when the pages were read"
+
+
+def test_02_describes_the_tour_profile_it_trains() -> None:
+    """02's account of the default run (epochs, batch, scenes, input size) is tour.yaml's."""
+    config = load_config("tour")
+    text = " ".join(
+        nbformat.read(NOTEBOOKS / "02_training.ipynb", as_version=4).cells[0].source.split()
+    )
+    train = round(config.data.synth.num_images * config.data.split.train)
+    synth, size = config.data.synth, config.model.image_size
+    assert (
+        f"{config.train.epochs} epochs in batches of {config.train.batch_size} on {train} scenes "
+        f"of {synth.width}x{synth.height}, letterboxed to {size}x{size}"
+    ) in text
