@@ -74,8 +74,8 @@ NOTEBOOK_PROFILE ?= tour
 notebooks-html: setup-python  ## Run the notebooks (NOTEBOOK_PROFILE=tour|demo|smoke) into outputs/notebooks-html/*.html
 	$(PY) notebooks/render_html.py --profile $(NOTEBOOK_PROFILE) --out outputs/notebooks-html
 
-test: setup  ## Run the whole test suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: setup  ## Run the whole test suite (its log ends with the 25 slowest tests)
+	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
 
 test-unit: setup-python  ## Unit tests only (no external tools)
 	$(PY) -m pytest testing/unit $(PYTEST_ARGS)

@@ -55,10 +55,15 @@ class Runs:
         self.registry = root / "registry"
         self.data = prepare_data(load_config("smoke"), root / "prep")
         self.jobs: dict[str, Path] = {}
-        for label, nodes in (("single", "1"), ("two_workers", "2")):
+        # The first run's model only has to exist to be the champion: one epoch. The two-worker
+        # run keeps the smoke profile's epochs, so its loss can be seen to fall.
+        for label, nodes, epochs in (
+            ("single", "1", ["--set", "train.epochs=1"]),
+            ("two_workers", "2", []),
+        ):
             job = root / label / "pipeline_job.yml"
             run_ppe(
-                *("aml", "build", "--config", "smoke", "--gpu-nodes", nodes),
+                *("aml", "build", "--config", "smoke", "--gpu-nodes", nodes, *epochs),
                 *("--env-file", str(env_file), "--out", str(job)),
                 cwd=root,
             )
@@ -176,7 +181,10 @@ def test_a_node_failing_mid_graph_names_itself_and_leaves_the_registry_alone(
     job = job_dir / "pipeline_job.yml"
     document = yaml.safe_load(job.read_text())
     train = document["jobs"]["train"]["component"]
-    train["command"] = train["command"].replace("${{inputs.data}}", "${{inputs.data}}/missing")
+    # A misspelt config key: ppe train refuses it before it imports TensorFlow (seconds sooner).
+    train["command"] = train["command"].replace(
+        "${{inputs.data}}", "${{inputs.data}} --set train.epoch=2"
+    )
     job.write_text(yaml.safe_dump(document, sort_keys=False))
     registry = tmp_path / "registry"
     shutil.copytree(runs.registry, registry)
