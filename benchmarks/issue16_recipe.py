@@ -169,6 +169,102 @@ def _anchors(voc: Path) -> dict[str, Any]:
     return result
 
 
+#: The paired training runs: name -> ``section.key=value`` overrides of the ``hardhat`` profile
+#: (``{kmeans}`` is replaced by the anchors ``ppe data anchors`` fits to the train split).
+VARIANTS: dict[str, list[str]] = {
+    "baseline": [],
+    "ema": ["train.ema_decay=0.999"],
+    "kmeans_anchors": ["model.anchors={kmeans}"],
+    "freeze_backbone": ["train.freeze_backbone_epochs=1"],
+}
+
+
+def _score_outcomes(model_dir: Path, voc: Path, split: str) -> Any:
+    """VOC mAP result (with per-detection outcomes) of a model folder on ``split``."""
+    from ppe.config import EvaluateConfig
+    from ppe.data.voc import load_split
+    from ppe.evaluate.detect import detect_split, keras_predict
+    from ppe.evaluate.voc_map import evaluate_voc_map
+    from ppe.model.bundle import load_model_dir
+
+    model, spec, _ = load_model_dir(model_dir)
+    samples = load_split(voc, split, CLASSES)
+    found = detect_split(keras_predict(model), spec, samples, EvaluateConfig())
+    return evaluate_voc_map(found.ground_truths, found.detections, spec.class_names)
+
+
+def _training_pairs(
+    voc: Path, weights: Path, work: Path, epochs: int, steps: int, variants: list[str]
+) -> dict[str, Any]:
+    """Train the ``hardhat`` profile and one-change variants; paired mAP differences on test."""
+    import keras
+
+    from ppe.cli.model import import_darknet
+    from ppe.config import load_config
+    from ppe.data.anchors import dataset_anchors
+    from ppe.evaluate.bootstrap import bootstrap_map, paired_difference
+    from ppe.train.fit import train
+
+    coco = work / "tiny-coco"
+    import_darknet(
+        argparse.Namespace(
+            weights=weights,
+            architecture="yolov3_tiny",
+            out=coco,
+            classes=",".join(CLASSES),
+            names=None,
+            image_size=416,
+            overwrite=True,
+        )
+    )
+    fit, _ = dataset_anchors(voc, CLASSES, 6)
+    kmeans = json.dumps([list(a) for a in fit.anchors])
+    common = [
+        f"train.epochs={epochs}",
+        f"train.steps_per_epoch={steps}",
+        f"train.init_from={coco}",
+    ]
+    results: dict[str, Any] = {
+        "conditions": {
+            "profile": "hardhat",
+            "epochs": epochs,
+            "steps_per_epoch": steps,
+            "scored_split": "test",
+            "best_epoch_split": "val",
+            "kmeans_anchors": json.loads(kmeans),
+        },
+        "runs": {},
+    }
+    outcomes: dict[str, Any] = {}
+    for name in variants:
+        overrides = common + [o.replace("{kmeans}", kmeans) for o in VARIANTS[name]]
+        config = load_config("hardhat", overrides)
+        keras.backend.clear_session()
+        started = time.time()
+        result = train(config, voc, work / name)
+        seconds = time.time() - started
+        scored = _score_outcomes(result.model_dir, voc, "test")
+        outcomes[name] = scored.outcomes
+        interval = bootstrap_map(scored.outcomes, CLASSES, resamples=1000, seed=0).map50
+        results["runs"][name] = {
+            "overrides": VARIANTS[name],
+            "seconds": round(seconds, 1),
+            "val_map50_by_epoch": [round(v, 4) for v in result.history.get("val_map50", [])],
+            "test_map50": round(float(scored.map50), 4),
+            "test_map50_interval": [interval.low, interval.high],
+        }
+        logger.info("%s: test mAP@0.5 %.4f (%.0f s)", name, scored.map50, seconds)
+        if name != "baseline" and "baseline" in outcomes:
+            paired = paired_difference(
+                scored.outcomes, outcomes["baseline"], resamples=1000, seed=0
+            )
+            results["runs"][name]["minus_baseline"] = {
+                "difference": round(paired.difference, 4),
+                "interval": [paired.interval.low, paired.interval.high],
+            }
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the three experiments and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -176,9 +272,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--loss-images", type=int, default=24)
+    parser.add_argument(
+        "--training",
+        nargs="*",
+        choices=list(VARIANTS),
+        help="instead: train the hardhat profile and these one-change variants (paired)",
+    )
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps-per-epoch", type=int, default=20)
+    parser.add_argument("--work", type=Path, help="keep the trained runs here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     started = time.time()
+    if args.training:
+        work = args.work or Path(tempfile.mkdtemp())
+        voc = _voc(args.data, work)
+        document = {
+            "experiment": "issue16_recipe_training",
+            "data": args.data.name,
+            "training": _training_pairs(
+                voc, args.weights, work, args.epochs, args.steps_per_epoch, args.training
+            ),
+            "seconds": round(time.time() - started, 1),
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return 0
     with tempfile.TemporaryDirectory() as work:
         voc = _voc(args.data, Path(work))
         document = {

@@ -37,6 +37,7 @@ from ppe.run.documents import DatasetRecord, TrainingSummary
 from ppe.run.layout import CONFIG_FILE, THRESHOLDS_FILE, dataset_file, train_summary_file
 from ppe.run.layout import model_dir as trained_model_dir
 from ppe.train.distribution import select_strategy, worker_role
+from ppe.train.precision import cpu_flags, resolve_policy
 from ppe.train.tracking import MlflowTracker
 
 logger = logging.getLogger(__name__)
@@ -167,16 +168,7 @@ def train(
     import keras
     import tensorflow as tf
 
-    from ppe.data.tfdata import PipelineSpec, build_dataset, steps_for
     from ppe.data.voc import dataset_hash, load_split
-    from ppe.evaluate.detect import write_class_thresholds
-    from ppe.model.bundle import load_model_dir, save_model_dir
-    from ppe.model.darknet_weights import transfer
-    from ppe.model.heads import init_head
-    from ppe.model.spec import YoloSpec
-    from ppe.model.training import FreezeBackbone, YoloTrainer, make_optimizer
-    from ppe.model.yolov3 import build_model
-    from ppe.train.best import BestEpoch, map50_scorer
 
     is_chief, worker_index = worker_role(environ or {})
     if not is_chief:
@@ -205,9 +197,67 @@ def train(
         logger.info("resuming %s from the end of epoch %d", out_dir, resumed_from)
 
     keras.utils.set_random_seed(config.train.seed)
-    if config.train.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = select_strategy(environ or {})
+    policy = resolve_policy(
+        config.train.mixed_precision,
+        gpus=len(tf.config.list_physical_devices("GPU")),
+        flags=cpu_flags(),
+    )
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        return _train(
+            config,
+            _Run(data_dir, out_dir, strategy, is_chief, tracking_uri, resumed_from, data_hash),
+            train_samples,
+            val_samples,
+        )
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Where and how :func:`_train` runs (decided by :func:`train`)."""
+
+    data_dir: Path
+    out_dir: Path
+    strategy: Any
+    is_chief: bool
+    tracking_uri: str | None
+    resumed_from: int
+    data_hash: str
+
+
+def _train(
+    config: Config, run: _Run, train_samples: list[Any], val_samples: list[Any]
+) -> TrainResult:
+    """:func:`train` under the run's dtype policy, from the model to the summary."""
+    import tensorflow as tf
+
+    from ppe.data.tfdata import PipelineSpec, build_dataset, steps_for
+    from ppe.evaluate.detect import write_class_thresholds
+    from ppe.model.bundle import load_model_dir, save_model_dir
+    from ppe.model.darknet_weights import transfer
+    from ppe.model.heads import init_head
+    from ppe.model.spec import YoloSpec
+    from ppe.model.training import (
+        AveragedValidation,
+        FreezeBackbone,
+        YoloTrainer,
+        make_optimizer,
+    )
+    from ppe.model.yolov3 import build_model
+    from ppe.train.best import BestEpoch, map50_scorer
+
+    data_dir, out_dir, strategy = run.data_dir, run.out_dir, run.strategy
+    is_chief, tracking_uri, resumed_from, data_hash = (
+        run.is_chief,
+        run.tracking_uri,
+        run.resumed_from,
+        run.data_hash,
+    )
+    classes = list(config.model.classes)
     spec = YoloSpec.default(
         config.model.architecture, classes, config.model.image_size, anchors=config.model.anchors
     )
@@ -250,6 +300,7 @@ def train(
             _learning_rate(config, steps),
             weight_decay=config.train.weight_decay,
             peak_learning_rate=config.train.learning_rate,
+            ema_decay=config.train.ema_decay,
             global_clipnorm=10.0,
         )
         trainer.compile(optimizer=optimizer, jit_compile=config.train.jit_compile)
@@ -266,6 +317,8 @@ def train(
     callbacks, guard = _make_callbacks(out_dir, config, tracker)
     if config.train.freeze_backbone_epochs:
         callbacks.insert(1, FreezeBackbone(model, config.train.freeze_backbone_epochs))
+    if config.train.ema_decay:
+        callbacks.insert(1, AveragedValidation())  # val losses of the averaged weights
     best = (
         BestEpoch(
             model,
@@ -304,7 +357,7 @@ def train(
     history_dict = {k: [float(v) for v in values] for k, values in history.history.items()}
     model_dir = trained_model_dir(out_dir)
     save_model_dir(
-        model,
+        _float32(model, spec),
         spec,
         model_dir,
         metadata={
@@ -358,6 +411,25 @@ def train(
         images_per_second=images_per_second,
         mlflow_run_id=tracker.run_id if tracker else None,
     )
+
+
+def _float32(model: Any, spec: Any) -> Any:
+    """The model to ship: ``model`` itself, or a float32 copy when it computes in 16 bits.
+
+    A model built under a mixed policy saves that policy with its layers; the edge, the
+    exports and ``/score`` expect float32 computation.
+    """
+    import keras
+
+    from ppe.model.yolov3 import build_model
+
+    if keras.config.dtype_policy().name == "float32":
+        return model
+    keras.config.set_dtype_policy("float32")
+    copy = build_model(spec)
+    copy.set_weights(model.get_weights())
+    logger.info("shipping a float32 copy of the %s model", model.dtype_policy.name)
+    return copy
 
 
 def _backup_epoch(out_dir: Path) -> int:
