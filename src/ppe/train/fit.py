@@ -37,7 +37,7 @@ from ppe.run.documents import DatasetRecord, TrainingSummary
 from ppe.run.layout import CONFIG_FILE, THRESHOLDS_FILE, dataset_file, train_summary_file
 from ppe.run.layout import model_dir as trained_model_dir
 from ppe.train.distribution import select_strategy, worker_role
-from ppe.train.precision import cpu_flags, resolve_policy
+from ppe.train.precision import float32_model, training_policy
 from ppe.train.tracking import MlflowTracker
 
 logger = logging.getLogger(__name__)
@@ -123,6 +123,29 @@ def _finite_loss_guard(config: Config) -> Any:
     return Guard()
 
 
+def initial_model(spec: Any, init_from: Path | None) -> Any:
+    """The detector for ``spec`` before training: ``init_from``'s weights where they fit.
+
+    Backbone, neck and every layer whose shape matches are copied from the model folder
+    ``init_from`` (``train.init_from``); outputs that start fresh get score priors and the
+    source's box rows where its anchors match (:func:`ppe.model.heads.init_head`).
+    """
+    from ppe.model.bundle import load_model_dir
+    from ppe.model.darknet_weights import transfer
+    from ppe.model.heads import init_head
+    from ppe.model.yolov3 import build_model
+
+    model = build_model(spec)
+    source, source_spec, new_outputs = None, None, list(spec.strides)
+    if init_from is not None:
+        source, source_spec, _ = load_model_dir(init_from)
+        report = transfer(source, model)
+        logger.info("initialised from %s: %s", init_from, report)
+        new_outputs = [s for s in spec.strides if f"head_s{s}_output_conv" not in report.copied]
+    init_head(model, spec, source=source, source_spec=source_spec, strides=new_outputs)
+    return model
+
+
 def _check_resume(out_dir: Path, config: Config) -> None:
     """Refuse to resume a checkpoint that was made with another config."""
     saved = out_dir / CONFIG_FILE
@@ -166,7 +189,6 @@ def train(
         PpeError: bad data, a config that differs from the unfinished run's, or a non-finite loss.
     """
     import keras
-    import tensorflow as tf
 
     from ppe.data.voc import dataset_hash, load_split
 
@@ -198,22 +220,13 @@ def train(
 
     keras.utils.set_random_seed(config.train.seed)
     strategy = select_strategy(environ or {})
-    policy = resolve_policy(
-        config.train.mixed_precision,
-        gpus=len(tf.config.list_physical_devices("GPU")),
-        flags=cpu_flags(),
-    )
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
+    with training_policy(config.train.mixed_precision):
         return _train(
             config,
             _Run(data_dir, out_dir, strategy, is_chief, tracking_uri, resumed_from, data_hash),
             train_samples,
             val_samples,
         )
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
 
 
 @dataclass(frozen=True)
@@ -237,9 +250,7 @@ def _train(
 
     from ppe.data.tfdata import PipelineSpec, build_dataset, steps_for
     from ppe.evaluate.detect import write_class_thresholds
-    from ppe.model.bundle import load_model_dir, save_model_dir
-    from ppe.model.darknet_weights import transfer
-    from ppe.model.heads import init_head
+    from ppe.model.bundle import save_model_dir
     from ppe.model.spec import YoloSpec
     from ppe.model.training import (
         AveragedValidation,
@@ -247,7 +258,6 @@ def _train(
         YoloTrainer,
         make_optimizer,
     )
-    from ppe.model.yolov3 import build_model
     from ppe.train.best import BestEpoch, map50_scorer
 
     data_dir, out_dir, strategy = run.data_dir, run.out_dir, run.strategy
@@ -286,15 +296,7 @@ def _train(
     )
 
     with strategy.scope():
-        model = build_model(spec)
-        source, source_spec, new_outputs = None, None, list(spec.strides)
-        if config.train.init_from is not None:
-            source, source_spec, _ = load_model_dir(config.train.init_from)
-            report = transfer(source, model)
-            logger.info("initialised from %s: %s", config.train.init_from, report)
-            new_outputs = [s for s in spec.strides if f"head_s{s}_output_conv" not in report.copied]
-        # Outputs that start fresh get score priors (and the source's box rows where it can).
-        init_head(model, spec, source=source, source_spec=source_spec, strides=new_outputs)
+        model = initial_model(spec, config.train.init_from)
         trainer = YoloTrainer(model, spec, ignore_threshold=config.train.ignore_threshold)
         optimizer = make_optimizer(
             _learning_rate(config, steps),
@@ -357,7 +359,7 @@ def _train(
     history_dict = {k: [float(v) for v in values] for k, values in history.history.items()}
     model_dir = trained_model_dir(out_dir)
     save_model_dir(
-        _float32(model, spec),
+        float32_model(model, spec),
         spec,
         model_dir,
         metadata={
@@ -411,25 +413,6 @@ def _train(
         images_per_second=images_per_second,
         mlflow_run_id=tracker.run_id if tracker else None,
     )
-
-
-def _float32(model: Any, spec: Any) -> Any:
-    """The model to ship: ``model`` itself, or a float32 copy when it computes in 16 bits.
-
-    A model built under a mixed policy saves that policy with its layers; the edge, the
-    exports and ``/score`` expect float32 computation.
-    """
-    import keras
-
-    from ppe.model.yolov3 import build_model
-
-    if keras.config.dtype_policy().name == "float32":
-        return model
-    keras.config.set_dtype_policy("float32")
-    copy = build_model(spec)
-    copy.set_weights(model.get_weights())
-    logger.info("shipping a float32 copy of the %s model", model.dtype_policy.name)
-    return copy
 
 
 def _backup_epoch(out_dir: Path) -> int:

@@ -14,9 +14,11 @@ float32. Standard library at import time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -73,3 +75,44 @@ def resolve_policy(setting: str, *, gpus: int, flags: Iterable[str]) -> str:
             " or ".join(BF16_CPU_FLAGS),
         )
     return _POLICIES[setting]
+
+
+@contextlib.contextmanager
+def training_policy(setting: str) -> Iterator[str]:
+    """Keras's global dtype policy for ``train.mixed_precision`` within the block (restored after).
+
+    Yields:
+        The policy name in force.
+    """
+    import keras
+    import tensorflow as tf
+
+    policy = resolve_policy(
+        setting, gpus=len(tf.config.list_physical_devices("GPU")), flags=cpu_flags()
+    )
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield policy
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def float32_model(model: Any, spec: Any) -> Any:
+    """The model to ship: ``model`` itself, or a float32 copy when it computes in 16 bits.
+
+    A model built under a mixed policy saves that policy with its layers; the edge, the exports
+    and ``/score`` expect float32 computation. Leaves the global policy at ``float32`` when it
+    copies (:func:`training_policy` restores it).
+    """
+    import keras
+
+    from ppe.model.yolov3 import build_model
+
+    if model.dtype_policy.name == "float32" and keras.config.dtype_policy().name == "float32":
+        return model
+    keras.config.set_dtype_policy("float32")
+    copy = build_model(spec)
+    copy.set_weights(model.get_weights())
+    logger.info("shipping a float32 copy of the %s model", model.dtype_policy.name)
+    return copy

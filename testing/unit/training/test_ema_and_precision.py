@@ -24,8 +24,7 @@ from ppe.model.training import (
 )
 from ppe.model.yolov3 import build_model
 from ppe.train.best import BestEpoch
-from ppe.train.fit import _float32
-from ppe.train.precision import BF16_CPU_FLAGS, cpu_flags, resolve_policy
+from ppe.train.precision import BF16_CPU_FLAGS, cpu_flags, float32_model, resolve_policy
 
 SPEC = YoloSpec.default("yolov3_tiny", ("helmet", "head"), image_size=64)
 
@@ -165,7 +164,7 @@ def test_a_bfloat16_step_trains_with_float32_heads_and_ships_float32() -> None:
     history = trainer.fit(_dataset(2), epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"][0])
     assert not _same(before, _weights(detector.trainable_weights))
-    shipped = _float32(detector, SPEC)
+    shipped = float32_model(detector, SPEC)
     assert {layer.dtype_policy.name for layer in shipped.layers} == {"float32"}
     assert _same(shipped.get_weights(), detector.get_weights())
 
