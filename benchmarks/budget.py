@@ -106,6 +106,7 @@ def fit_for_budget(
     budget_s: float,
     recipe: TrainConfig,
     seed: int = 0,
+    callbacks: Sequence[Any] = (),
 ) -> BudgetRun:
     """Train ``model`` (in place) on ``samples`` until ``budget_s`` wall-clock seconds are spent.
 
@@ -119,6 +120,7 @@ def fit_for_budget(
             epochs, weight decay, EMA, frozen-backbone epochs, augmentation, loss and pipeline
             settings (the epoch count and the seed are the budget's).
         seed: seed of shuffling and augmentation.
+        callbacks: more Keras callbacks for ``fit`` (after the budget's own).
 
     Returns:
         The :class:`BudgetRun` summary.
@@ -195,16 +197,17 @@ def fit_for_budget(
                 )
 
     budget = Budget()
-    callbacks: list[Any] = [budget]
+    every: list[Any] = [budget]
     if recipe.freeze_backbone_epochs:
-        callbacks.append(FreezeBackbone(model, recipe.freeze_backbone_epochs))
+        every.append(FreezeBackbone(model, recipe.freeze_backbone_epochs))
+    every += list(callbacks)
     # More epochs than the budget can hold (1000 steps a second); the callback ends training.
     max_epochs = max(1, math.ceil(budget_s * 1000 / steps_per_epoch))
     trainer.fit(
         dataset,
         epochs=max_epochs,
         steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
+        callbacks=every,
         shuffle=False,
         verbose=0,
     )

@@ -14,6 +14,10 @@ writes one JSON with three experiments on the real hard-hat photos (``annotation
   :func:`ppe.model.heads.init_head`, same seed;
 * ``anchors``: mean best-anchor IoU of the train split's letterboxed boxes with Darknet's
   anchors (those the masks use) and with ``ppe data anchors``' k-means fit.
+
+``--ema-minutes M`` instead trains the ``hardhat`` recipe once for M minutes through ``make
+bench``'s budgeted path with ``train.ema_decay`` on and compares the averaged weights with the
+raw ones of the same run (paired bootstrap on the validation split).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import numpy as np
 logger = logging.getLogger("benchmarks.issue16_recipe")
 
 CLASSES = ["helmet", "head"]
+#: The import keeps the photos' own train/val folders (400/50) and has no test split.
+SCORED_SPLIT = "val"
 
 
 def _masks(data: Path, weights: Path) -> dict[str, Any]:
@@ -169,16 +175,6 @@ def _anchors(voc: Path) -> dict[str, Any]:
     return result
 
 
-#: The paired training runs: name -> ``section.key=value`` overrides of the ``hardhat`` profile
-#: (``{kmeans}`` is replaced by the anchors ``ppe data anchors`` fits to the train split).
-VARIANTS: dict[str, list[str]] = {
-    "baseline": [],
-    "ema": ["train.ema_decay=0.999"],
-    "kmeans_anchors": ["model.anchors={kmeans}"],
-    "freeze_backbone": ["train.freeze_backbone_epochs=1"],
-}
-
-
 def _score_outcomes(model_dir: Path, voc: Path, split: str) -> Any:
     """VOC mAP result (with per-detection outcomes) of a model folder on ``split``."""
     from ppe.config import EvaluateConfig
@@ -193,75 +189,69 @@ def _score_outcomes(model_dir: Path, voc: Path, split: str) -> Any:
     return evaluate_voc_map(found.ground_truths, found.detections, spec.class_names)
 
 
-def _training_pairs(
-    voc: Path, weights: Path, work: Path, epochs: int, steps: int, variants: list[str]
+def _ema_paired(
+    voc: Path, weights: Path, work: Path, budget_minutes: float, ema_decay: float
 ) -> dict[str, Any]:
-    """Train the ``hardhat`` profile and one-change variants; paired mAP differences on test."""
+    """EMA on vs off from ONE budgeted run of the hardhat recipe (``make bench``'s training path).
+
+    The average does not change the raw trajectory, so the raw weights at the end (before
+    ``fit`` writes the averages in) and the averaged ones come from the same steps: the paired
+    difference on the validation split (not used by this run) isolates the averaging.
+    """
     import keras
 
-    from ppe.cli.model import import_darknet
-    from ppe.config import load_config
-    from ppe.data.anchors import dataset_anchors
+    from benchmarks.budget import fit_for_budget
+    from benchmarks.real_data import _coco_transfer, recipe
+    from ppe.data.voc import load_split
     from ppe.evaluate.bootstrap import bootstrap_map, paired_difference
-    from ppe.train.fit import train
+    from ppe.model.bundle import save_model_dir
+    from ppe.model.spec import YoloSpec
+    from ppe.train.fit import initial_model
 
-    coco = work / "tiny-coco"
-    import_darknet(
-        argparse.Namespace(
-            weights=weights,
-            architecture="yolov3_tiny",
-            out=coco,
-            classes=",".join(CLASSES),
-            names=None,
-            image_size=416,
-            overwrite=True,
-        )
+    config = recipe()
+    coco = _coco_transfer(weights, work / "tiny-coco", config)
+    spec = YoloSpec.default(
+        config.model.architecture, CLASSES, config.model.image_size, anchors=config.model.anchors
     )
-    fit, _ = dataset_anchors(voc, CLASSES, 6)
-    kmeans = json.dumps([list(a) for a in fit.anchors])
-    common = [
-        f"train.epochs={epochs}",
-        f"train.steps_per_epoch={steps}",
-        f"train.init_from={coco}",
-    ]
+    train_recipe = config.train.model_copy(update={"init_from": coco, "ema_decay": ema_decay})
+    keras.utils.set_random_seed(0)
+    model = initial_model(spec, coco)
+    raw: list[Any] = []
+    keep_raw = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda *_, **__: raw.__setitem__(slice(None), model.get_weights())
+    )
+    samples = load_split(voc, "train", CLASSES)
+    fit = fit_for_budget(
+        model,
+        spec,
+        samples,
+        budget_s=budget_minutes * 60.0,
+        recipe=train_recipe,
+        seed=0,
+        callbacks=[keep_raw],
+    )
     results: dict[str, Any] = {
-        "conditions": {
-            "profile": "hardhat",
-            "epochs": epochs,
-            "steps_per_epoch": steps,
-            "scored_split": "test",
-            "best_epoch_split": "val",
-            "kmeans_anchors": json.loads(kmeans),
-        },
-        "runs": {},
+        "training": fit.to_dict(),
+        "ema_decay": ema_decay,
+        "scored_split": SCORED_SPLIT,
+        "images": len(load_split(voc, SCORED_SPLIT, CLASSES)),
     }
-    outcomes: dict[str, Any] = {}
-    for name in variants:
-        overrides = common + [o.replace("{kmeans}", kmeans) for o in VARIANTS[name]]
-        config = load_config("hardhat", overrides)
-        keras.backend.clear_session()
-        started = time.time()
-        result = train(config, voc, work / name)
-        seconds = time.time() - started
-        scored = _score_outcomes(result.model_dir, voc, "test")
+    outcomes = {}
+    for name, values in (("ema", model.get_weights()), ("raw", raw)):
+        model.set_weights(values)
+        save_model_dir(model, spec, work / f"ema_paired_{name}", {"source": name}, overwrite=True)
+        scored = _score_outcomes(work / f"ema_paired_{name}", voc, SCORED_SPLIT)
         outcomes[name] = scored.outcomes
         interval = bootstrap_map(scored.outcomes, CLASSES, resamples=1000, seed=0).map50
-        results["runs"][name] = {
-            "overrides": VARIANTS[name],
-            "seconds": round(seconds, 1),
-            "val_map50_by_epoch": [round(v, 4) for v in result.history.get("val_map50", [])],
-            "test_map50": round(float(scored.map50), 4),
-            "test_map50_interval": [interval.low, interval.high],
+        results[name] = {
+            "map50": round(float(scored.map50), 4),
+            "map50_interval": [interval.low, interval.high],
         }
-        logger.info("%s: test mAP@0.5 %.4f (%.0f s)", name, scored.map50, seconds)
-        if name != "baseline" and "baseline" in outcomes:
-            paired = paired_difference(
-                scored.outcomes, outcomes["baseline"], resamples=1000, seed=0
-            )
-            results["runs"][name]["minus_baseline"] = {
-                "difference": round(paired.difference, 4),
-                "interval": [paired.interval.low, paired.interval.high],
-            }
+    paired = paired_difference(outcomes["ema"], outcomes["raw"], resamples=1000, seed=0)
+    results["ema_minus_raw"] = {
+        "difference": round(paired.difference, 4),
+        "interval": [paired.interval.low, paired.interval.high],
+    }
     return results
 
 
@@ -272,27 +262,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--loss-images", type=int, default=24)
+    parser.add_argument("--work", type=Path, help="keep the trained models here")
     parser.add_argument(
-        "--training",
-        nargs="*",
-        choices=list(VARIANTS),
-        help="instead: train the hardhat profile and these one-change variants (paired)",
+        "--ema-minutes",
+        type=float,
+        help="instead: one budgeted run of the hardhat recipe, EMA vs raw weights (paired)",
     )
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--steps-per-epoch", type=int, default=20)
-    parser.add_argument("--work", type=Path, help="keep the trained runs here")
+    parser.add_argument("--ema-decay", type=float, default=0.999)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     started = time.time()
-    if args.training:
+    if args.ema_minutes:
         work = args.work or Path(tempfile.mkdtemp())
         voc = _voc(args.data, work)
         document = {
-            "experiment": "issue16_recipe_training",
+            "experiment": "issue16_recipe_ema",
             "data": args.data.name,
-            "training": _training_pairs(
-                voc, args.weights, work, args.epochs, args.steps_per_epoch, args.training
-            ),
+            "ema": _ema_paired(voc, args.weights, work, args.ema_minutes, args.ema_decay),
             "seconds": round(time.time() - started, 1),
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
