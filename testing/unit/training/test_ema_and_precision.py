@@ -24,7 +24,13 @@ from ppe.model.training import (
 )
 from ppe.model.yolov3 import build_model
 from ppe.train.best import BestEpoch
-from ppe.train.precision import BF16_CPU_FLAGS, cpu_flags, float32_model, resolve_policy
+from ppe.train.precision import (
+    BF16_CPU_FLAGS,
+    cpu_flags,
+    float32_model,
+    resolve_policy,
+    training_policy,
+)
 
 SPEC = YoloSpec.default("yolov3_tiny", ("helmet", "head"), image_size=64)
 
@@ -180,7 +186,17 @@ def test_auto_policy_follows_the_hardware(caplog: pytest.LogCaptureFixture) -> N
     assert resolve_policy("auto", gpus=0, flags={"avx2", "amx_bf16"}) == "mixed_bfloat16"
     assert resolve_policy("auto", gpus=1, flags=set()) == "mixed_float16"
     assert resolve_policy("bfloat16", gpus=0, flags=set()) == "mixed_bfloat16"
+    assert resolve_policy("float16", gpus=0, flags=set()) == "mixed_float16"
     assert resolve_policy("none", gpus=1, flags=set(BF16_CPU_FLAGS)) == "float32"
+
+
+@pytest.mark.usefixtures("policy")
+def test_the_policy_holds_for_the_block_and_is_restored() -> None:
+    keras.config.set_dtype_policy("float32")
+    with training_policy("bfloat16") as chosen:
+        assert chosen == keras.config.dtype_policy().name == "mixed_bfloat16"
+        assert build_model(SPEC).get_layer("backbone_conv1_conv").compute_dtype == "bfloat16"
+    assert keras.config.dtype_policy().name == "float32"
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
