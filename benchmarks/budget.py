@@ -107,6 +107,7 @@ def fit_for_budget(
     recipe: TrainConfig,
     seed: int = 0,
     callbacks: Sequence[Any] = (),
+    warmup_steps: int | None = None,
 ) -> BudgetRun:
     """Train ``model`` (in place) on ``samples`` until ``budget_s`` wall-clock seconds are spent.
 
@@ -121,6 +122,7 @@ def fit_for_budget(
             settings (the epoch count and the seed are the budget's).
         seed: seed of shuffling and augmentation.
         callbacks: more Keras callbacks for ``fit`` (after the budget's own).
+        warmup_steps: steps of linear warm-up; default: the recipe's warm-up epochs.
 
     Returns:
         The :class:`BudgetRun` summary.
@@ -142,7 +144,8 @@ def fit_for_budget(
         ),
     )
     steps_per_epoch = steps_for(len(samples), batch_size)
-    warmup_steps = recipe.warmup_epochs * steps_per_epoch
+    if warmup_steps is None:
+        warmup_steps = recipe.warmup_epochs * steps_per_epoch
     trainer = YoloTrainer(model, spec, ignore_threshold=recipe.ignore_threshold)
     optimizer = make_optimizer(
         peak_learning_rate * 0.01,
