@@ -1,7 +1,9 @@
 """Train a detector for a fixed wall-clock budget with the project's own training pieces.
 
 The same path as ``ppe train`` (``ppe.data.tfdata.build_dataset`` with augmentation,
-``ppe.model.training.YoloTrainer``, AdamW from ``make_optimizer``), with two differences that a
+``ppe.model.training.YoloTrainer``, AdamW from ``make_optimizer``) and the same recipe (a profile's
+``train`` section: batch, peak rate, warm-up epochs, weight decay, EMA, frozen-backbone epochs,
+augmentation), with two differences that a
 time budget needs: a Keras callback stops training when the budget is spent (checked after every
 step, tracing and compilation included), and the learning rate follows the budget instead of an
 epoch count: a linear warm-up over the first steps, then a cosine decay to 1% of the peak over the
@@ -15,7 +17,10 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ppe.config import TrainConfig
 
 logger = logging.getLogger("benchmarks.budget")
 
@@ -34,6 +39,7 @@ class BudgetRun:
         images_per_second: ``images / wall_s``.
         batch_size: batch size.
         peak_learning_rate: learning rate after warm-up.
+        warmup_steps: steps of linear warm-up (the recipe's warm-up epochs).
         final_loss: mean loss of the last (possibly partial) epoch.
         losses: mean loss of each epoch.
     """
@@ -49,6 +55,7 @@ class BudgetRun:
     peak_learning_rate: float = 0.0
     final_loss: float | None = None
     losses: list[float] = field(default_factory=list)
+    warmup_steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible summary."""
@@ -62,6 +69,7 @@ class BudgetRun:
             "images_per_second": round(self.images_per_second, 2),
             "batch_size": self.batch_size,
             "peak_learning_rate": self.peak_learning_rate,
+            "warmup_steps": self.warmup_steps,
             "final_loss": None if self.final_loss is None else round(self.final_loss, 4),
             "epoch_losses": [round(value, 4) for value in self.losses],
         }
@@ -96,10 +104,10 @@ def fit_for_budget(
     samples: Sequence[Any],
     *,
     budget_s: float,
-    batch_size: int = 8,
-    peak_learning_rate: float = 1e-3,
-    warmup_steps: int = 50,
+    recipe: TrainConfig,
     seed: int = 0,
+    callbacks: Sequence[Any] = (),
+    warmup_steps: int | None = None,
 ) -> BudgetRun:
     """Train ``model`` (in place) on ``samples`` until ``budget_s`` wall-clock seconds are spent.
 
@@ -109,10 +117,12 @@ def fit_for_budget(
         samples: training samples from :func:`ppe.data.voc.load_split` (boxes normalised
             ``[xmin, ymin, xmax, ymax]`` in [0, 1]).
         budget_s: wall-clock budget in seconds.
-        batch_size: images per step.
-        peak_learning_rate: learning rate after the warm-up.
-        warmup_steps: linear warm-up steps.
+        recipe: the ``train`` section of a profile: batch size, peak learning rate, warm-up
+            epochs, weight decay, EMA, frozen-backbone epochs, augmentation, loss and pipeline
+            settings (the epoch count and the seed are the budget's).
         seed: seed of shuffling and augmentation.
+        callbacks: more Keras callbacks for ``fit`` (after the budget's own).
+        warmup_steps: steps of linear warm-up; default: the recipe's warm-up epochs.
 
     Returns:
         The :class:`BudgetRun` summary.
@@ -122,21 +132,29 @@ def fit_for_budget(
     """
     import keras
 
-    from ppe.config import AugmentConfig
     from ppe.data.tfdata import PipelineSpec, build_dataset, steps_for
-    from ppe.model.training import YoloTrainer, make_optimizer
+    from ppe.model.training import FreezeBackbone, YoloTrainer, make_optimizer
 
+    batch_size, peak_learning_rate = recipe.batch_size, recipe.learning_rate
     dataset = build_dataset(
-        samples, spec, PipelineSpec(batch_size, True, AugmentConfig(), 100, 1024, seed)
+        samples,
+        spec,
+        PipelineSpec(
+            batch_size, True, recipe.augment, recipe.max_boxes, recipe.shuffle_buffer, seed
+        ),
     )
-    trainer = YoloTrainer(model, spec)
+    steps_per_epoch = steps_for(len(samples), batch_size)
+    if warmup_steps is None:
+        warmup_steps = recipe.warmup_epochs * steps_per_epoch
+    trainer = YoloTrainer(model, spec, ignore_threshold=recipe.ignore_threshold)
     optimizer = make_optimizer(
         peak_learning_rate * 0.01,
-        weight_decay=5e-4,
+        weight_decay=recipe.weight_decay,
         peak_learning_rate=peak_learning_rate,  # the rate is raised per step below
+        ema_decay=recipe.ema_decay,
         global_clipnorm=10.0,
     )
-    trainer.compile(optimizer=optimizer)
+    trainer.compile(optimizer=optimizer, jit_compile=recipe.jit_compile)
     run = BudgetRun(budget_s=budget_s, batch_size=batch_size, peak_learning_rate=peak_learning_rate)
 
     class Budget(keras.callbacks.Callback):  # type: ignore[misc]
@@ -182,14 +200,17 @@ def fit_for_budget(
                 )
 
     budget = Budget()
-    steps_per_epoch = steps_for(len(samples), batch_size)
+    every: list[Any] = [budget]
+    if recipe.freeze_backbone_epochs:
+        every.append(FreezeBackbone(model, recipe.freeze_backbone_epochs))
+    every += list(callbacks)
     # More epochs than the budget can hold (1000 steps a second); the callback ends training.
     max_epochs = max(1, math.ceil(budget_s * 1000 / steps_per_epoch))
     trainer.fit(
         dataset,
         epochs=max_epochs,
         steps_per_epoch=steps_per_epoch,
-        callbacks=[budget],
+        callbacks=every,
         shuffle=False,
         verbose=0,
     )
@@ -202,6 +223,7 @@ def fit_for_budget(
     run.epochs = run.images / max(1, len(samples))
     run.images_per_second = run.images / max(run.wall_s, 1e-9)
     run.final_loss = run.losses[-1] if run.losses else None
+    run.warmup_steps = warmup_steps
     logger.info(
         "trained %d steps (%.1f epochs) in %.0f s (%.1f images/s), final loss %s",
         run.steps,

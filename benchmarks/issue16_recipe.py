@@ -14,6 +14,10 @@ writes one JSON with three experiments on the real hard-hat photos (``annotation
   :func:`ppe.model.heads.init_head`, same seed;
 * ``anchors``: mean best-anchor IoU of the train split's letterboxed boxes with Darknet's
   anchors (those the masks use) and with ``ppe data anchors``' k-means fit.
+
+``--ema-minutes M`` instead trains the ``hardhat`` recipe once for M minutes through ``make
+bench``'s budgeted path with ``train.ema_decay`` on and compares the averaged weights with the
+raw ones of the same run (paired bootstrap on the validation split).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import numpy as np
 logger = logging.getLogger("benchmarks.issue16_recipe")
 
 CLASSES = ["helmet", "head"]
+#: The import keeps the photos' own train/val folders (400/50) and has no test split.
+SCORED_SPLIT = "val"
 
 
 def _masks(data: Path, weights: Path) -> dict[str, Any]:
@@ -169,6 +175,86 @@ def _anchors(voc: Path) -> dict[str, Any]:
     return result
 
 
+def _score_outcomes(model_dir: Path, voc: Path, split: str) -> Any:
+    """VOC mAP result (with per-detection outcomes) of a model folder on ``split``."""
+    from ppe.config import EvaluateConfig
+    from ppe.data.voc import load_split
+    from ppe.evaluate.detect import detect_split, keras_predict
+    from ppe.evaluate.voc_map import evaluate_voc_map
+    from ppe.model.bundle import load_model_dir
+
+    model, spec, _ = load_model_dir(model_dir)
+    samples = load_split(voc, split, CLASSES)
+    found = detect_split(keras_predict(model), spec, samples, EvaluateConfig())
+    return evaluate_voc_map(found.ground_truths, found.detections, spec.class_names)
+
+
+def _ema_paired(
+    voc: Path, weights: Path, work: Path, budget_minutes: float, ema_decay: float
+) -> dict[str, Any]:
+    """EMA on vs off from ONE budgeted run of the hardhat recipe (``make bench``'s training path).
+
+    The average does not change the raw trajectory, so the raw weights at the end (before
+    ``fit`` writes the averages in) and the averaged ones come from the same steps: the paired
+    difference on the validation split (not used by this run) isolates the averaging.
+    """
+    import keras
+
+    from benchmarks.budget import fit_for_budget
+    from benchmarks.real_data import _coco_transfer, recipe
+    from ppe.data.voc import load_split
+    from ppe.evaluate.bootstrap import bootstrap_map, paired_difference
+    from ppe.model.bundle import save_model_dir
+    from ppe.model.spec import YoloSpec
+    from ppe.train.fit import initial_model
+
+    config = recipe()
+    coco = _coco_transfer(weights, work / "tiny-coco", config)
+    spec = YoloSpec.default(
+        config.model.architecture, CLASSES, config.model.image_size, anchors=config.model.anchors
+    )
+    train_recipe = config.train.model_copy(update={"init_from": coco, "ema_decay": ema_decay})
+    keras.utils.set_random_seed(0)
+    model = initial_model(spec, coco)
+    raw: list[Any] = []
+    keep_raw = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda *_, **__: raw.__setitem__(slice(None), model.get_weights())
+    )
+    samples = load_split(voc, "train", CLASSES)
+    fit = fit_for_budget(
+        model,
+        spec,
+        samples,
+        budget_s=budget_minutes * 60.0,
+        recipe=train_recipe,
+        seed=0,
+        callbacks=[keep_raw],
+    )
+    results: dict[str, Any] = {
+        "training": fit.to_dict(),
+        "ema_decay": ema_decay,
+        "scored_split": SCORED_SPLIT,
+        "images": len(load_split(voc, SCORED_SPLIT, CLASSES)),
+    }
+    outcomes = {}
+    for name, values in (("ema", model.get_weights()), ("raw", raw)):
+        model.set_weights(values)
+        save_model_dir(model, spec, work / f"ema_paired_{name}", {"source": name}, overwrite=True)
+        scored = _score_outcomes(work / f"ema_paired_{name}", voc, SCORED_SPLIT)
+        outcomes[name] = scored.outcomes
+        interval = bootstrap_map(scored.outcomes, CLASSES, resamples=1000, seed=0).map50
+        results[name] = {
+            "map50": round(float(scored.map50), 4),
+            "map50_interval": [interval.low, interval.high],
+        }
+    paired = paired_difference(outcomes["ema"], outcomes["raw"], resamples=1000, seed=0)
+    results["ema_minus_raw"] = {
+        "difference": round(paired.difference, 4),
+        "interval": [paired.interval.low, paired.interval.high],
+    }
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the three experiments and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -176,9 +262,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--loss-images", type=int, default=24)
+    parser.add_argument("--work", type=Path, help="keep the trained models here")
+    parser.add_argument(
+        "--ema-minutes",
+        type=float,
+        help="instead: one budgeted run of the hardhat recipe, EMA vs raw weights (paired)",
+    )
+    parser.add_argument("--ema-decay", type=float, default=0.999)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     started = time.time()
+    if args.ema_minutes:
+        work = args.work or Path(tempfile.mkdtemp())
+        voc = _voc(args.data, work)
+        document = {
+            "experiment": "issue16_recipe_ema",
+            "data": args.data.name,
+            "ema": _ema_paired(voc, args.weights, work, args.ema_minutes, args.ema_decay),
+            "seconds": round(time.time() - started, 1),
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return 0
     with tempfile.TemporaryDirectory() as work:
         voc = _voc(args.data, Path(work))
         document = {

@@ -163,6 +163,7 @@ def _train_here(context: Context, folder: Path) -> tuple[Path, dict[str, Any], P
     import keras
 
     from benchmarks.budget import fit_for_budget
+    from ppe.config import TrainConfig
     from ppe.data.voc import load_split
     from ppe.model.bundle import save_model_dir
     from ppe.model.spec import YoloSpec
@@ -185,10 +186,10 @@ def _train_here(context: Context, folder: Path) -> tuple[Path, dict[str, Any], P
         spec,
         samples,
         budget_s=budget_s,
-        batch_size=8,
-        peak_learning_rate=2e-3,
-        warmup_steps=3 if context.quick else 50,
+        # A demo model for the latency benchmarks, not a profile's recipe.
+        recipe=TrainConfig(batch_size=8, learning_rate=2e-3),
         seed=context.seed,
+        warmup_steps=3 if context.quick else 50,
     )
     out = folder / "trained"
     save_model_dir(

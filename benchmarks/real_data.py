@@ -11,10 +11,13 @@ Inputs (both required, else the benchmark is skipped and says how to provide the
   converted and transferred to the two classes with ``ppe weights import-darknet`` (library call):
   backbone, neck and 3x3 head convolutions copied, the class-dependent output layers fresh.
 
-Both runs train at 416 px, batch 8, AdamW with peak learning rate 1e-3, the same augmentation and
-seed, for the same wall-clock budget (``--budget-minutes``, 30 by default) on this machine's CPU
-(all cores), then are scored on the validation split with ``ppe evaluate``'s detection path and
-the VOC 2010+ mAP.
+Both runs train with the recipe of the packaged ``hardhat`` profile (``src/ppe/configs/
+hardhat.yaml``: architecture, input size, anchors, class map, and the ``train`` section: batch,
+peak learning rate, warm-up, weight decay, EMA, frozen-backbone epochs, augmentation, precision),
+so the figure is the one users of that profile get; the bench keeps only the wall-clock budget
+(``--budget-minutes``, 30 by default, on this machine's CPU, all cores) and the seed. The
+from-scratch run is the same recipe without ``init_from`` (and without a frozen backbone). Both
+are scored on the validation split with ``ppe evaluate``'s detection path and the VOC 2010+ mAP.
 """
 
 from __future__ import annotations
@@ -22,15 +25,17 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import CLASSES, DATA_ENV, WEIGHTS_ENV, Context, env_path, skipped, target
 
+if TYPE_CHECKING:
+    from ppe.config import Config
+
 logger = logging.getLogger("benchmarks.real_data")
 
-IMAGE_SIZE = 416
-BATCH = 8
-PEAK_LEARNING_RATE = 1e-3
+#: The packaged profile whose recipe the bench trains.
+PROFILE = "hardhat"
 MAP_TARGET = 0.5
 #: "Clearly above from scratch": at least this many mAP points more.
 MARGIN_POINTS = 10.0
@@ -50,7 +55,29 @@ WEIGHTS_HELP = (
 )
 
 
-def prepare_dataset(data: Path, out: Path, seed: int) -> tuple[Path, str]:
+def recipe(source: str | Path = PROFILE) -> Config:
+    """The ``hardhat`` profile: its model, data.class_map and train sections are what is trained.
+
+    Args:
+        source: the profile (a packaged name or a YAML path; the bench uses ``hardhat``).
+
+    Raises:
+        ValueError: the profile's classes are not the bench's (``benchmarks.common.CLASSES``).
+    """
+    from ppe.config import load_config
+
+    config = load_config(source)
+    if tuple(config.model.classes) != CLASSES:
+        raise ValueError(
+            f"{source}: the profile's model.classes {config.model.classes} are not the bench's "
+            f"{list(CLASSES)}: update benchmarks.common.CLASSES with the profile"
+        )
+    return config
+
+
+def prepare_dataset(
+    data: Path, out: Path, seed: int, class_map: dict[str, str | None]
+) -> tuple[Path, str]:
     """A VOC folder of the real photos with train and val splits: (folder, how it was split)."""
     from ppe.config import SplitConfig
     from ppe.data import voc
@@ -69,7 +96,7 @@ def prepare_dataset(data: Path, out: Path, seed: int) -> tuple[Path, str]:
             images,
             out,
             classes=list(CLASSES),
-            class_map={"person": None},
+            class_map=class_map,
             split=SplitConfig(train=0.9, val=0.1, test=0.0, seed=seed),
             force=True,
         )
@@ -91,18 +118,18 @@ def prepare_dataset(data: Path, out: Path, seed: int) -> tuple[Path, str]:
     return out, f"seeded 90/10 split of the import (seed {seed})"
 
 
-def _coco_transfer(weights: Path, out: Path) -> Path:
-    """``ppe weights import-darknet --classes helmet,head`` into ``out``."""
+def _coco_transfer(weights: Path, out: Path, config: Config) -> Path:
+    """``ppe weights import-darknet --classes helmet,head`` into ``out`` at the profile's size."""
     from ppe.cli.model import import_darknet
 
     import_darknet(
         argparse.Namespace(
             weights=weights,
-            architecture="yolov3_tiny",
+            architecture=config.model.architecture,
             out=out,
             classes=",".join(CLASSES),
             names=None,
-            image_size=IMAGE_SIZE,
+            image_size=config.model.image_size,
             overwrite=True,
         )
     )
@@ -145,38 +172,45 @@ def run(context: Context) -> dict[str, Any]:
 
     from benchmarks.budget import fit_for_budget
     from ppe.data.voc import load_split
-    from ppe.model.bundle import load_model_dir, save_model_dir
+    from ppe.model.bundle import save_model_dir
     from ppe.model.spec import YoloSpec
-    from ppe.model.yolov3 import build_model
+    from ppe.train.fit import initial_model
+    from ppe.train.precision import float32_model, training_policy
 
+    config = recipe()
     folder = context.work / "real_data"
-    voc_dir, split_origin = prepare_dataset(data, folder / VOC_DIR, context.seed)
+    voc_dir, split_origin = prepare_dataset(
+        data, folder / VOC_DIR, context.seed, dict(config.data.class_map)
+    )
     train = load_split(voc_dir, "train", list(CLASSES))
     val = load_split(voc_dir, "val", list(CLASSES))
     logger.info("real data: %d train, %d val images (%s)", len(train), len(val), split_origin)
-    transfer_dir = _coco_transfer(weights, folder / "coco_transfer")
+    transfer_dir = _coco_transfer(weights, folder / "coco_transfer", config)
+    spec = YoloSpec.default(
+        config.model.architecture,
+        CLASSES,
+        config.model.image_size,
+        anchors=config.model.anchors,
+    )
     budget_s = context.budget_minutes * 60.0
-    warmup = 5 if context.quick else 50
+    recipes = {
+        # The profile's init_from names the user's import; the bench imports its own.
+        "from_coco": config.train.model_copy(update={"init_from": transfer_dir}),
+        "from_scratch": config.train.model_copy(
+            update={"init_from": None, "freeze_backbone_epochs": 0}
+        ),
+    }
     runs: dict[str, Any] = {}
-    for name in ("from_coco", "from_scratch"):
+    for name, train_recipe in recipes.items():
         keras.backend.clear_session()
         keras.utils.set_random_seed(context.seed)
-        if name == "from_coco":
-            model, spec, _ = load_model_dir(transfer_dir)
-        else:
-            spec = YoloSpec.default("yolov3_tiny", CLASSES, IMAGE_SIZE)
-            model = build_model(spec)
-        logger.info("%s: training for %.1f min", name, context.budget_minutes)
-        fit = fit_for_budget(
-            model,
-            spec,
-            train,
-            budget_s=budget_s,
-            batch_size=BATCH,
-            peak_learning_rate=PEAK_LEARNING_RATE,
-            warmup_steps=warmup,
-            seed=context.seed,
-        )
+        with training_policy(train_recipe.mixed_precision) as policy:
+            model = initial_model(spec, train_recipe.init_from)
+            logger.info("%s: training for %.1f min (%s)", name, context.budget_minutes, policy)
+            fit = fit_for_budget(
+                model, spec, train, budget_s=budget_s, recipe=train_recipe, seed=context.seed
+            )
+            model = float32_model(model, spec)
         scores = _score(model, spec, val)
         runs[name] = {**scores, "training": fit.to_dict()}
         if name == "from_coco":
@@ -203,17 +237,24 @@ def run(context: Context) -> dict[str, Any]:
     return {
         "status": "ok",
         "settings": {
-            "architecture": "yolov3_tiny",
-            "image_size": IMAGE_SIZE,
-            "batch": BATCH,
-            "peak_learning_rate": PEAK_LEARNING_RATE,
+            "profile": PROFILE,
+            "architecture": config.model.architecture,
+            "image_size": config.model.image_size,
+            "anchors": "darknet" if config.model.anchors is None else config.model.anchors,
+            "batch": config.train.batch_size,
+            "peak_learning_rate": config.train.learning_rate,
+            "warmup_epochs": config.train.warmup_epochs,
+            "weight_decay": config.train.weight_decay,
+            "ema_decay": config.train.ema_decay,
+            "freeze_backbone_epochs": config.train.freeze_backbone_epochs,
+            "mixed_precision": config.train.mixed_precision,
             "budget_minutes": context.budget_minutes,
             "train_images": len(train),
             "val_images": len(val),
             "split": split_origin,
             "data": data.name,
             "weights": weights.name,
-            "class_map": {"person": None},
+            "class_map": dict(config.data.class_map),
         },
         **runs,
         "targets": [

@@ -163,7 +163,14 @@ class TrainConfig(Section):
     # for the first `freeze_backbone_epochs` epochs.
     init_from: Path | None = None
     freeze_backbone_epochs: Annotated[int, Field(ge=0)] = 0
-    mixed_precision: bool = False
+    # Exponential moving average of the weights (0: off). Validation, the best-epoch choice and
+    # the shipped model use the averaged weights; the decay ramps up as min(decay, (1+n)/(10+n))
+    # over the first steps n (see ppe.model.training.make_optimizer).
+    ema_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    # Compute dtype of training: float16 for GPUs, bfloat16 for CPUs with avx512_bf16/amx_bf16;
+    # auto picks one from the hardware (or none). Head outputs and loss stay float32 and the
+    # shipped model is float32 (ppe.train.precision).
+    mixed_precision: Literal["none", "float16", "bfloat16", "auto"] = "none"
     jit_compile: bool = False
     shuffle_buffer: Annotated[int, Field(ge=1)] = 1024
 

@@ -73,11 +73,16 @@ def _output_unit(x: keras.KerasTensor, spec: YoloSpec, stride: int, grid: int) -
     Channel ``a * (5 + C) + k`` becomes ``[..., a, k]``: Darknet's channel layout.
     """
     depth = 5 + spec.num_classes
+    # float32 under any mixed-precision policy: the logits feed exp() and sigmoids in the loss.
     x = layers.Conv2D(
-        spec.anchors_per_scale * depth, 1, padding="same", name=f"head_s{stride}_output_conv"
+        spec.anchors_per_scale * depth,
+        1,
+        padding="same",
+        name=f"head_s{stride}_output_conv",
+        dtype="float32",
     )(x)
     return layers.Reshape(
-        (grid, grid, spec.anchors_per_scale, depth), name=f"head_s{stride}_reshape"
+        (grid, grid, spec.anchors_per_scale, depth), name=f"head_s{stride}_reshape", dtype="float32"
     )(x)
 
 

@@ -96,17 +96,24 @@ class BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
             self.best_epoch, self.best_score = int(record["epoch"]), float(record["score"])
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        """Score the epoch; save the weights when it is the best so far."""
-        score = float(self.scorer(self.detector))
+        """Score the epoch; save the weights when it is the best so far.
+
+        With an EMA of the weights (``train.ema_decay``) the averages are scored and saved.
+        """
+        from ppe.model.training import evaluation_weights
+
+        trainer = getattr(self, "model", None)
+        with evaluation_weights(getattr(trainer, "optimizer", None)):
+            score = float(self.scorer(self.detector))
+            if score > self.best_score:
+                self.best_epoch, self.best_score = epoch + 1, score
+                self.weights_path.parent.mkdir(parents=True, exist_ok=True)
+                self.detector.save_weights(str(self.weights_path))
+                self.record_path.write_text(
+                    json.dumps({"epoch": self.best_epoch, "score": score}), encoding="utf-8"
+                )
         if logs is not None:
             logs[self.log_key] = score
-        if score > self.best_score:
-            self.best_epoch, self.best_score = epoch + 1, score
-            self.weights_path.parent.mkdir(parents=True, exist_ok=True)
-            self.detector.save_weights(str(self.weights_path))
-            self.record_path.write_text(
-                json.dumps({"epoch": self.best_epoch, "score": score}), encoding="utf-8"
-            )
         logger.info(
             "epoch %d: %s %.4f (best %.4f at epoch %d)",
             epoch + 1,

@@ -37,6 +37,7 @@ from ppe.run.documents import DatasetRecord, TrainingSummary
 from ppe.run.layout import CONFIG_FILE, THRESHOLDS_FILE, dataset_file, train_summary_file
 from ppe.run.layout import model_dir as trained_model_dir
 from ppe.train.distribution import select_strategy, worker_role
+from ppe.train.precision import float32_model, training_policy
 from ppe.train.tracking import MlflowTracker
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,29 @@ def _finite_loss_guard(config: Config) -> Any:
     return Guard()
 
 
+def initial_model(spec: Any, init_from: Path | None) -> Any:
+    """The detector for ``spec`` before training: ``init_from``'s weights where they fit.
+
+    Backbone, neck and every layer whose shape matches are copied from the model folder
+    ``init_from`` (``train.init_from``); outputs that start fresh get score priors and the
+    source's box rows where its anchors match (:func:`ppe.model.heads.init_head`).
+    """
+    from ppe.model.bundle import load_model_dir
+    from ppe.model.darknet_weights import transfer
+    from ppe.model.heads import init_head
+    from ppe.model.yolov3 import build_model
+
+    model = build_model(spec)
+    source, source_spec, new_outputs = None, None, list(spec.strides)
+    if init_from is not None:
+        source, source_spec, _ = load_model_dir(init_from)
+        report = transfer(source, model)
+        logger.info("initialised from %s: %s", init_from, report)
+        new_outputs = [s for s in spec.strides if f"head_s{s}_output_conv" not in report.copied]
+    init_head(model, spec, source=source, source_spec=source_spec, strides=new_outputs)
+    return model
+
+
 def _check_resume(out_dir: Path, config: Config) -> None:
     """Refuse to resume a checkpoint that was made with another config."""
     saved = out_dir / CONFIG_FILE
@@ -165,18 +189,8 @@ def train(
         PpeError: bad data, a config that differs from the unfinished run's, or a non-finite loss.
     """
     import keras
-    import tensorflow as tf
 
-    from ppe.data.tfdata import PipelineSpec, build_dataset, steps_for
     from ppe.data.voc import dataset_hash, load_split
-    from ppe.evaluate.detect import write_class_thresholds
-    from ppe.model.bundle import load_model_dir, save_model_dir
-    from ppe.model.darknet_weights import transfer
-    from ppe.model.heads import init_head
-    from ppe.model.spec import YoloSpec
-    from ppe.model.training import FreezeBackbone, YoloTrainer, make_optimizer
-    from ppe.model.yolov3 import build_model
-    from ppe.train.best import BestEpoch, map50_scorer
 
     is_chief, worker_index = worker_role(environ or {})
     if not is_chief:
@@ -205,9 +219,55 @@ def train(
         logger.info("resuming %s from the end of epoch %d", out_dir, resumed_from)
 
     keras.utils.set_random_seed(config.train.seed)
-    if config.train.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = select_strategy(environ or {})
+    with training_policy(config.train.mixed_precision):
+        return _train(
+            config,
+            _Run(data_dir, out_dir, strategy, is_chief, tracking_uri, resumed_from, data_hash),
+            train_samples,
+            val_samples,
+        )
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Where and how :func:`_train` runs (decided by :func:`train`)."""
+
+    data_dir: Path
+    out_dir: Path
+    strategy: Any
+    is_chief: bool
+    tracking_uri: str | None
+    resumed_from: int
+    data_hash: str
+
+
+def _train(
+    config: Config, run: _Run, train_samples: list[Any], val_samples: list[Any]
+) -> TrainResult:
+    """:func:`train` under the run's dtype policy, from the model to the summary."""
+    import tensorflow as tf
+
+    from ppe.data.tfdata import PipelineSpec, build_dataset, steps_for
+    from ppe.evaluate.detect import write_class_thresholds
+    from ppe.model.bundle import save_model_dir
+    from ppe.model.spec import YoloSpec
+    from ppe.model.training import (
+        AveragedValidation,
+        FreezeBackbone,
+        YoloTrainer,
+        make_optimizer,
+    )
+    from ppe.train.best import BestEpoch, map50_scorer
+
+    data_dir, out_dir, strategy = run.data_dir, run.out_dir, run.strategy
+    is_chief, tracking_uri, resumed_from, data_hash = (
+        run.is_chief,
+        run.tracking_uri,
+        run.resumed_from,
+        run.data_hash,
+    )
+    classes = list(config.model.classes)
     spec = YoloSpec.default(
         config.model.architecture, classes, config.model.image_size, anchors=config.model.anchors
     )
@@ -236,20 +296,13 @@ def train(
     )
 
     with strategy.scope():
-        model = build_model(spec)
-        source, source_spec, new_outputs = None, None, list(spec.strides)
-        if config.train.init_from is not None:
-            source, source_spec, _ = load_model_dir(config.train.init_from)
-            report = transfer(source, model)
-            logger.info("initialised from %s: %s", config.train.init_from, report)
-            new_outputs = [s for s in spec.strides if f"head_s{s}_output_conv" not in report.copied]
-        # Outputs that start fresh get score priors (and the source's box rows where it can).
-        init_head(model, spec, source=source, source_spec=source_spec, strides=new_outputs)
+        model = initial_model(spec, config.train.init_from)
         trainer = YoloTrainer(model, spec, ignore_threshold=config.train.ignore_threshold)
         optimizer = make_optimizer(
             _learning_rate(config, steps),
             weight_decay=config.train.weight_decay,
             peak_learning_rate=config.train.learning_rate,
+            ema_decay=config.train.ema_decay,
             global_clipnorm=10.0,
         )
         trainer.compile(optimizer=optimizer, jit_compile=config.train.jit_compile)
@@ -266,6 +319,8 @@ def train(
     callbacks, guard = _make_callbacks(out_dir, config, tracker)
     if config.train.freeze_backbone_epochs:
         callbacks.insert(1, FreezeBackbone(model, config.train.freeze_backbone_epochs))
+    if config.train.ema_decay:
+        callbacks.insert(1, AveragedValidation())  # val losses of the averaged weights
     best = (
         BestEpoch(
             model,
@@ -304,7 +359,7 @@ def train(
     history_dict = {k: [float(v) for v in values] for k, values in history.history.items()}
     model_dir = trained_model_dir(out_dir)
     save_model_dir(
-        model,
+        float32_model(model, spec),
         spec,
         model_dir,
         metadata={

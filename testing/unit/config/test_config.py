@@ -35,10 +35,10 @@ def test_defaults_without_a_file() -> None:
 
 def test_overrides_are_parsed_as_yaml_scalars() -> None:
     config = load_config(
-        "smoke", ["train.epochs=5", "train.mixed_precision=true", "model.classes=[a, b, c]"]
+        "smoke", ["train.epochs=5", "train.mixed_precision=bfloat16", "model.classes=[a, b, c]"]
     )
     assert config.train.epochs == 5
-    assert config.train.mixed_precision is True
+    assert config.train.mixed_precision == "bfloat16"
     assert config.model.classes == ["a", "b", "c"]
 
 

@@ -1,0 +1,57 @@
+"""``make bench``'s real-data section trains the packaged ``hardhat`` recipe, not its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from benchmarks.budget import fit_for_budget
+from benchmarks.common import CLASSES
+from benchmarks.real_data import PROFILE, recipe
+
+from ppe.config import SplitConfig, load_config
+from ppe.data.synthetic import synthesize
+from ppe.data.voc import load_split
+from ppe.model.spec import YoloSpec
+from ppe.model.yolov3 import build_model
+
+
+def test_the_recipe_is_the_packaged_hardhat_profile() -> None:
+    config = recipe()
+    assert PROFILE == "hardhat"
+    assert config == load_config("hardhat")
+    assert tuple(config.model.classes) == CLASSES
+
+
+def test_a_budgeted_run_follows_the_recipe(tmp_path: Path) -> None:
+    """Batch, peak rate, warm-up epochs and a frozen backbone all come from the ``train`` section.
+
+    A budget of a millisecond stops after the first step (checked after every step).
+    """
+    synth = load_config("smoke").data.synth.model_copy(update={"num_images": 8, "seed": 3})
+    synthesize(tmp_path / "voc", synth, SplitConfig(train=1.0, val=0.0, test=0.0), list(CLASSES))
+    samples = load_split(tmp_path / "voc", "train", list(CLASSES))
+    assert len(samples) == 8
+    train = recipe().train.model_copy(
+        update={"batch_size": 4, "warmup_epochs": 2, "freeze_backbone_epochs": 1}
+    )
+    spec = YoloSpec.default("yolov3_tiny", CLASSES, 64)
+    keras.utils.set_random_seed(0)
+    model = build_model(spec)
+    before = {w.path: np.array(w.numpy()) for w in model.weights}
+    run = fit_for_budget(model, spec, samples, budget_s=1e-3, recipe=train, seed=0)
+    assert (run.steps, run.batch_size, run.images) == (1, 4, 4)
+    assert run.peak_learning_rate == load_config("hardhat").train.learning_rate
+    assert run.warmup_steps == 2 * 2  # warm-up epochs x steps per epoch (8 images / batch 4)
+    changed = {w.path for w in model.weights if not np.array_equal(before[w.path], w.numpy())}
+    assert changed and not any(path.startswith("backbone_") for path in changed), changed
+    assert any(path.startswith("head_") for path in changed)
+
+
+def test_a_profile_with_other_classes_is_refused(tmp_path: Path) -> None:
+    profile = tmp_path / "other.yaml"
+    profile.write_text("model:\n  classes: [helmet, head, vest]\n")
+    with pytest.raises(ValueError, match=r"other.yaml: the profile's model.classes .* update"):
+        recipe(profile)
