@@ -188,8 +188,6 @@ def train(
     Raises:
         PpeError: bad data, a config that differs from the unfinished run's, or a non-finite loss.
     """
-    import keras
-
     from ppe.data.voc import dataset_hash, load_split
 
     is_chief, worker_index = worker_role(environ or {})
@@ -217,6 +215,9 @@ def train(
     resumed_from = _backup_epoch(out_dir)
     if resumed_from:
         logger.info("resuming %s from the end of epoch %d", out_dir, resumed_from)
+
+    # TensorFlow only now: a bad folder, split or resume is refused in well under a second.
+    import keras
 
     keras.utils.set_random_seed(config.train.seed)
     strategy = select_strategy(environ or {})

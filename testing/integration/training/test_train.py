@@ -193,3 +193,29 @@ def test_bad_config_key_is_rejected_before_any_work(smoke_data: Path, tmp_path: 
     assert result.returncode == 1
     assert "unknown key 'train.epoch': did you mean 'train.epochs'?" in result.stderr
     assert not out.exists()
+
+
+def test_a_bad_dataset_is_refused_before_tensorflow_is_imported(tmp_path: Path) -> None:
+    # Importing TensorFlow costs seconds: the cheap checks (folder, splits, resume) come first.
+    # A fresh interpreter, because this test process has imported TensorFlow already.
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from ppe.config import load_config\n"
+        "from ppe.errors import PpeError\n"
+        "from ppe.train.fit import train\n"
+        "try:\n"
+        "    train(load_config('smoke'), Path(sys.argv[1]), Path(sys.argv[2]))\n"
+        "except PpeError as error:\n"
+        "    print('refused:', error)\n"
+        "print('imported:', sorted({'tensorflow', 'keras'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "missing"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "refused:" in result.stdout and "missing" in result.stdout
+    assert "imported: []" in result.stdout
