@@ -331,6 +331,12 @@ def test_the_image_runs_as_the_module_through_an_outage_and_a_restart(
         assert sum(int(line.split("\t")[0]) >= model_bytes for line in holding) == 1, holding
         no_tf = container.exec("python", "-c", "import tensorflow")
         assert no_tf.returncode != 0 and "No module named 'tensorflow'" in no_tf.stderr
+        # NumPy's test suites (17 MB) are not shipped; NumPy itself still works.
+        numpy_tests = container.exec(
+            "python", "-c", "import numpy, pathlib; print(numpy.ones(2).sum(), "
+            "len(list(pathlib.Path(numpy.__file__).parent.rglob('tests'))))",
+        )  # fmt: skip
+        assert numpy_tests.stdout.split() == ["2.0", "0"], numpy_tests.stderr
         # The package is the ppe-edge wheel of the edge layer alone: no training code inside.
         layer = container.exec(
             "python", "-c", "import importlib.metadata as m; print(m.version('ppe-edge')); "
