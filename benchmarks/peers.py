@@ -401,8 +401,8 @@ class PeerDetector:
 
     def detect(self, image: np.ndarray, score_threshold: float | None = None) -> Any:
         """Detect objects in an RGB uint8 ``(H, W, 3)`` image (as ``LiteRTDetector.detect``)."""
-        from ppe.edge.runtime import Detection, DetectionResult
-        from ppe.model.decode import detect
+        from ppe.edge.runtime import DetectionResult, detections_from_outputs
+        from ppe.model.decode import RAW_LAYOUT
         from ppe.model.preprocess import letterbox
 
         threshold = self.score_threshold if score_threshold is None else score_threshold
@@ -412,23 +412,17 @@ class PeerDetector:
         with self._lock:
             outputs = self._model.forward(canvas[np.newaxis])
         after_inference = time.perf_counter()
-        found = detect(
+        # The module's own post-processing (no per-class floors: the rows compare runtimes).
+        detections = detections_from_outputs(
             outputs,
             self._spec,
+            transform,
+            layout=RAW_LAYOUT,
             score_threshold=threshold,
             iou_threshold=self.iou_threshold,
             max_detections=self.max_detections,
-        )[0]
-        pixels = transform.to_original(found.boxes)
-        detections = [
-            Detection(
-                label=self._spec.class_names[int(class_id)],
-                class_id=int(class_id),
-                score=float(score),
-                box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
-            )
-            for box, score, class_id in zip(pixels, found.scores, found.classes, strict=True)
-        ]
+            class_thresholds=None,
+        )
         end = time.perf_counter()
         return DetectionResult(
             detections=detections,

@@ -218,6 +218,47 @@ def _quantization(detail: dict[str, Any]) -> tuple[float, int]:
     return float(scales[0]), int(zero_points[0]) if zero_points.size else 0
 
 
+def detections_from_outputs(
+    outputs: Sequence[np.ndarray],
+    spec: YoloSpec,
+    transform: LetterboxTransform,
+    *,
+    layout: str,
+    score_threshold: float,
+    iou_threshold: float,
+    max_detections: int,
+    class_thresholds: ClassThresholds | None,
+) -> list[Detection]:
+    """The module's post-processing of one image's head outputs, whatever runtime produced them.
+
+    Decode + NMS (:func:`ppe.model.decode.detect`), the per-class score floors of
+    ``thresholds.json`` when given, and boxes mapped back to pixel ``[xmin, ymin, xmax, ymax]`` of
+    the original image through ``transform``.
+    """
+    found = detect(
+        outputs,
+        spec,
+        layout=layout,
+        score_threshold=score_threshold,
+        iou_threshold=iou_threshold,
+        max_detections=max_detections,
+    )[0]
+    if class_thresholds is not None:
+        floors = class_thresholds.in_force(spec.class_names, score_threshold)
+        keep = found.scores >= np.asarray(floors, dtype=np.float32)[found.classes]
+        found = Detections(found.boxes[keep], found.scores[keep], found.classes[keep])
+    pixels = transform.to_original(found.boxes)
+    return [
+        Detection(
+            label=spec.class_names[int(class_id)],
+            class_id=int(class_id),
+            score=float(score),
+            box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+        )
+        for box, score, class_id in zip(pixels, found.scores, found.classes, strict=True)
+    ]
+
+
 class LiteRTDetector:
     """YOLOv3 / YOLOv3-tiny on the LiteRT interpreter, float32 or full-integer int8.
 
@@ -511,28 +552,16 @@ class LiteRTDetector:
         after_preprocess = time.perf_counter()
         outputs = self.forward(tensor)
         after_inference = time.perf_counter()
-        found = detect(
+        detections = detections_from_outputs(
             outputs,
             self._spec,
+            transform,
             layout=self._layout,
             score_threshold=threshold,
             iou_threshold=self.iou_threshold,
             max_detections=self.max_detections,
-        )[0]
-        if self.class_thresholds is not None:
-            floors = self.class_thresholds.in_force(self._spec.class_names, threshold)
-            keep = found.scores >= np.asarray(floors, dtype=np.float32)[found.classes]
-            found = Detections(found.boxes[keep], found.scores[keep], found.classes[keep])
-        pixels = transform.to_original(found.boxes)
-        detections = [
-            Detection(
-                label=self._spec.class_names[int(class_id)],
-                class_id=int(class_id),
-                score=float(score),
-                box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
-            )
-            for box, score, class_id in zip(pixels, found.scores, found.classes, strict=True)
-        ]
+            class_thresholds=self.class_thresholds,
+        )
         end = time.perf_counter()
         return DetectionResult(
             detections=detections,
