@@ -41,9 +41,9 @@ def test_the_make_target_and_the_ci_step_use_the_script() -> None:
     ci = (REPO_ROOT / "ado_pipelines" / "templates" / "jobs" / "python_quality.yml").read_text(
         encoding="utf-8"
     )
-    # The tour profile (about 5 minutes for all six notebooks on 2 cores), not demo (about 20 minutes
-    # of training alone): this job also runs the whole suite within its 60-minute limit, the
-    # Microsoft-hosted limit of a free private project
+    # The tour profile (about 5 minutes for all six notebooks on 2 cores), not demo (about 20
+    # minutes of training alone): this job also runs the whole suite within its 60-minute limit,
+    # the Microsoft-hosted limit of a free private project
     # (https://learn.microsoft.com/azure/devops/pipelines/agents/hosted#capabilities-and-limitations).
     assert "make notebooks-html NOTEBOOK_PROFILE=tour" in ci
     assert "artifactname=notebooks-html]$(Build.SourcesDirectory)/outputs/notebooks-html" in ci

@@ -176,14 +176,18 @@ def test_a_bfloat16_step_trains_with_float32_heads_and_ships_float32() -> None:
 
 
 def test_auto_policy_follows_the_hardware(caplog: pytest.LogCaptureFixture) -> None:
-    here = cpu_flags()
+    # Both kinds of CPU, whatever this machine is (CI machines differ: some have avx512_bf16).
     with caplog.at_level(logging.INFO, logger="ppe.train.precision"):
-        chosen = resolve_policy("auto", gpus=0, flags=here)
-    # This machine's CPU has neither flag (asserted, so a CPU that has one reports it).
-    assert not here & set(BF16_CPU_FLAGS), here & set(BF16_CPU_FLAGS)
-    assert chosen == "float32"
-    assert "train.mixed_precision=auto: float32 (no GPU and no CPU flag" in caplog.text
-    assert resolve_policy("auto", gpus=0, flags={"avx2", "amx_bf16"}) == "mixed_bfloat16"
+        assert resolve_policy("auto", gpus=0, flags={"avx2", "fma"}) == "float32"
+        assert "train.mixed_precision=auto: float32 (no GPU and no CPU flag" in caplog.text
+        caplog.clear()
+        assert resolve_policy("auto", gpus=0, flags={"avx2", "amx_bf16"}) == "mixed_bfloat16"
+        assert "mixed_bfloat16 (CPU flags amx_bf16)" in caplog.text
+    # This machine's own flags, read from /proc/cpuinfo, pick the policy its flags call for.
+    here = cpu_flags()
+    expected = "mixed_bfloat16" if here & set(BF16_CPU_FLAGS) else "float32"
+    found = sorted(here & set(BF16_CPU_FLAGS))
+    assert resolve_policy("auto", gpus=0, flags=here) == expected, found
     assert resolve_policy("auto", gpus=1, flags=set()) == "mixed_float16"
     assert resolve_policy("bfloat16", gpus=0, flags=set()) == "mixed_bfloat16"
     assert resolve_policy("float16", gpus=0, flags=set()) == "mixed_float16"
