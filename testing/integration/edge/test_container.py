@@ -438,7 +438,8 @@ def test_the_image_holds_no_build_input_or_backend_and_our_layers_stay_under_the
     image_mb, base_mb, ours_mb = image_sizes(docker_env, edge_image, LOCAL_BASE)
     ours = history(edge_image)[: -len(history(LOCAL_BASE))]  # newest first, the base's last
     layers = "; ".join(f"{size / 1e6:.1f} MB {created[-80:]}" for size, created in ours if size)
-    assert not [c for _, c in ours if "/tmp/pip" in c or "wheelhouse" in c], layers
+    copied = [created for _, created in ours if "/tmp/pip" in created or "wheelhouse" in created]
+    assert copied == [], f"layers of the image from the wheelhouse's COPY: {copied} ({layers})"
     base_layers = docker(docker_env, "image", "inspect", "-f", "{{len .RootFS.Layers}}", LOCAL_BASE)
     paths = _layer_paths(docker_env, edge_image, int(base_layers), tmp_path)
     backends = [*_requirement_names(DOCKER_DIR / "requirements-build.txt"), "wheel"]
