@@ -111,8 +111,12 @@ def _host_folders(root: Path) -> tuple[Path, Path, Path]:
     return queue, secrets, frames
 
 
-def _sizes(env: dict[str, str]) -> tuple[float, float, float]:
-    """(image MB, local base MB, our layers MB): the image minus the base it was built on."""
+def image_sizes(env: dict[str, str], image: str, base: str) -> tuple[float, float, float]:
+    """(image MB, base MB, our layers MB): ``image`` minus ``base``, the image it was built on.
+
+    Counted by layers, so a multi-stage build counts right: the image holds the base's layers
+    first, then its own stage's; what the earlier stages held is in none of them.
+    """
 
     def inspect(name: str) -> dict[str, Any]:
         result = subprocess.run(
@@ -121,11 +125,11 @@ def _sizes(env: dict[str, str]) -> tuple[float, float, float]:
         document: dict[str, Any] = json.loads(result.stdout)[0]
         return document
 
-    image, base = inspect(TAG), inspect(LOCAL_BASE)
-    base_layers = base["RootFS"]["Layers"]
-    if image["RootFS"]["Layers"][: len(base_layers)] != base_layers:
-        raise RuntimeError(f"{TAG} is not built on {LOCAL_BASE}: its first layers differ")
-    return image["Size"] / 1e6, base["Size"] / 1e6, (image["Size"] - base["Size"]) / 1e6
+    built, below = inspect(image), inspect(base)
+    base_layers = below["RootFS"]["Layers"]
+    if built["RootFS"]["Layers"][: len(base_layers)] != base_layers:
+        raise RuntimeError(f"{image} is not built on {base}: its first layers differ")
+    return built["Size"] / 1e6, below["Size"] / 1e6, (built["Size"] - below["Size"]) / 1e6
 
 
 def _size_target(image_mb: float, base_mb: float, ours_mb: float) -> dict[str, Any]:
@@ -199,7 +203,7 @@ def run(context: Context) -> dict[str, Any]:
         timeout=1800,
     )
     build_s = time.perf_counter() - start
-    image_mb, base_mb, ours_mb = _sizes(env)
+    image_mb, base_mb, ours_mb = image_sizes(env, TAG, LOCAL_BASE)
     with tempfile.TemporaryDirectory(prefix="ppe-bench-edge-") as folder:
         queue, secrets, frames = _host_folders(Path(folder))
         manifest = module_manifest(queue, secrets, platform="amd64")

@@ -13,7 +13,10 @@
 #      the build installs them with --no-index, so pip checks every hash again.
 #   3. the image: Dockerfile.<platform> with BASE_IMAGE=<the local base> and PIP_OFFLINE=1, built
 #      from a private context (the package source, the requirements, the wheels and the given
-#      model), with --network host (the daemon may have no bridge).
+#      model), with --network host (the daemon may have no bridge). The wheels, requirements and
+#      source go to the Dockerfile's install stage only; the image copies what it installed.
+# Every build uses Docker's classic builder (DOCKER_BUILDKIT=0), the one iotedgedev builds with
+# through the Docker API, so a Dockerfile that needs BuildKit fails here first.
 # Users with a registry build the same Dockerfile without build arguments (official base image).
 #
 # Environment: PPE_EDGE_CACHE (default .cache/edge-image: base tarballs, wheels), PIP (a pip
@@ -32,6 +35,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "${here}/../.." && pwd)"
 cache="${PPE_EDGE_CACHE:-${repo}/.cache/edge-image}"
 docker="${DOCKER:-docker}"
+export DOCKER_BUILDKIT=0
 read -r -a pip <<<"${PIP:-python3 -m pip}"
 
 case "${platform}" in

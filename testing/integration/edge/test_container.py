@@ -24,9 +24,11 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.error
 import urllib.parse
@@ -38,6 +40,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from benchmarks.edge_image import LOCAL_BASE, SIZE_TARGET_MB, image_sizes
 from testing.edge_fixtures import PHOTOS, local_module_env, module_manifest
 from testing.integration.edge.test_mqtt import (
     ALERT_LOG,
@@ -386,6 +389,79 @@ def test_the_image_runs_as_the_module_through_an_outage_and_a_restart(
     record = {"image_mb": round(size / 1e6), "startup_s": round(startup_s, 2)}
     print(json.dumps(record))  # noqa: T201 - shown with pytest -s; make bench records it
     assert startup_s < 15
+
+
+def _requirement_names(path: Path) -> list[str]:
+    """The distributions a hash-locked requirements file pins."""
+    return re.findall(r"^([A-Za-z0-9_.-]+)==", path.read_text(), flags=re.MULTILINE)
+
+
+def _layer_paths(docker_env: dict[str, str], image: str, above: int, folder: Path) -> list[str]:
+    """Every path the layers of ``image`` above its first ``above`` ones hold (``docker save``)."""
+    archive = folder / "image.tar"
+    docker(docker_env, "save", "-o", str(archive), image, timeout=600)
+    paths: list[str] = []
+    with tarfile.open(archive) as saved:
+        manifest = json.load(saved.extractfile("manifest.json"))  # type: ignore[arg-type]
+        for name in manifest[0]["Layers"][above:]:
+            with tarfile.open(fileobj=saved.extractfile(name)) as layer:
+                paths += layer.getnames()
+    archive.unlink()
+    return paths
+
+
+def _build_leftover(path: str, backends: set[str]) -> bool:
+    """Whether a path in a layer is a build input (under /tmp, a wheel, a requirements file) or
+    one of the ``backends`` (top-level module names) installed in a site-packages."""
+    package = re.search(r"/site-packages/([^/]+)/", path)
+    return (
+        (path.startswith("tmp/") and path != "tmp/")
+        or path.endswith(".whl")
+        or re.search(r"(^|/)requirements-[^/]*\.txt$", path) is not None
+        or (package is not None and package[1] in backends)
+    )
+
+
+def test_the_image_holds_no_build_input_or_backend_and_our_layers_stay_under_the_target(
+    docker_env: dict[str, str], edge_image: str, tmp_path: Path
+) -> None:
+    # A layer keeps what it added even when a later one deletes it, so the build's inputs
+    # (requirements, wheelhouse, source) and its backends must stay out of the image's own stage:
+    # https://docs.docker.com/build/building/multi-stage/
+    def history(image: str) -> list[tuple[int, str]]:
+        rows = docker(
+            docker_env, "history", "--human=false", "--no-trunc", "--format",
+            "{{.Size}}\t{{.CreatedBy}}", image,
+        ).splitlines()  # fmt: skip
+        return [(int(size), created) for size, created in (row.split("\t", 1) for row in rows)]
+
+    image_mb, base_mb, ours_mb = image_sizes(docker_env, edge_image, LOCAL_BASE)
+    ours = history(edge_image)[: -len(history(LOCAL_BASE))]  # newest first, the base's last
+    layers = "; ".join(f"{size / 1e6:.1f} MB {created[-80:]}" for size, created in ours if size)
+    copied = [created for _, created in ours if "/tmp/pip" in created or "wheelhouse" in created]
+    assert copied == [], f"layers of the image from the wheelhouse's COPY: {copied} ({layers})"
+    base_layers = docker(docker_env, "image", "inspect", "-f", "{{len .RootFS.Layers}}", LOCAL_BASE)
+    paths = _layer_paths(docker_env, edge_image, int(base_layers), tmp_path)
+    backends = [*_requirement_names(DOCKER_DIR / "requirements-build.txt"), "wheel"]
+    modules = {name.replace("-", "_") for name in backends}
+    held = [path for path in paths if _build_leftover(path, modules)]
+    assert held == [], f"layers of the image hold build inputs or backends: {held[:20]}"
+    # Nor is one importable, the base's own included (its layers are the base's).
+    found = docker(
+        docker_env, "run", "--rm", "--network", "none", "--entrypoint", "python", edge_image,
+        "-c", "import importlib.metadata as m, importlib.util as u, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    try: print(m.version(name), name)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "    if u.find_spec(name.replace('-', '_')): print('importable', name)",
+        *backends,
+    )  # fmt: skip
+    assert found == "", f"build backends in the image: {found}"
+    assert ours_mb < SIZE_TARGET_MB, (
+        f"our layers weigh {ours_mb:.1f} MB (target {SIZE_TARGET_MB:g} MB; image {image_mb:.1f} "
+        f"MB on {LOCAL_BASE}, {base_mb:.1f} MB): {layers}"
+    )
+    print(json.dumps({"our_layers_mb": round(ours_mb, 1), "layers": layers}))  # noqa: T201
 
 
 def _peak_memory(docker_env: dict[str, str], container: Container) -> int | None:

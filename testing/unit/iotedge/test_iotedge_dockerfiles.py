@@ -63,6 +63,22 @@ def instructions(path: Path) -> list[tuple[str, str]]:
     return pairs
 
 
+def stages(steps: Steps) -> list[tuple[str, str | None, Steps]]:
+    """(FROM image or stage, stage name or None, the stage's instructions) of each build stage."""
+    found: list[tuple[str, str | None, Steps]] = []
+    for keyword, args in steps:
+        if keyword == "FROM":
+            base, *name = re.split(r" as ", args, flags=re.IGNORECASE)
+            found.append((base, name[0] if name else None, []))
+        elif found:
+            found[-1][2].append((keyword, args))
+    return found
+
+
+def stage_names(steps: Steps) -> set[str]:
+    return {name for _, name, _ in stages(steps) if name}
+
+
 @pytest.fixture(params=PLATFORMS)
 def dockerfile(request: pytest.FixtureRequest) -> tuple[str, list[tuple[str, str]]]:
     platform: str = request.param
@@ -73,7 +89,9 @@ def test_base_image_is_slim_python_3_11_pinned_by_version(
     dockerfile: tuple[str, list[tuple[str, str]]],
 ) -> None:
     platform, steps = dockerfile
-    images = [args for keyword, args in steps if keyword == "FROM"]
+    # One stage starts from an image; the others from it (the same base for the install stage and
+    # the image, so the installed paths and scripts hold in the image).
+    images = [base for base, _, _ in stages(steps) if base not in stage_names(steps)]
     assert len(images) == 1
     # FROM ${BASE_IMAGE}: the default of the ARG before it is the official image for users;
     # `make edge-image` passes a base made locally from Debian's packages.
@@ -121,20 +139,63 @@ def test_installs_only_the_edge_layer_wheel_and_no_tensorflow(
         if "pip install" in command
     ]
     assert len(installs) == 3, installs
-    # The build backends first, then the locked packages, both hash-checked; every build runs
-    # without build isolation, on those backends.
+    # The build backends first, into the install stage's own Python, then the locked packages,
+    # both hash-checked; every build runs without build isolation, on those backends. The locked
+    # packages and the wheel go to staging roots, all of them even where the stage's Python has
+    # one already, and only those roots reach the image (test_the_image_stage_copies_...).
     assert "--require-hashes" in installs[0] and "requirements-build.txt" in installs[0]
+    assert "--root" not in installs[0]
     assert "--require-hashes" in installs[1] and "requirements-edge.txt" in installs[1]
-    assert "--no-build-isolation" in installs[1]
+    assert "--no-build-isolation" in installs[1] and "--ignore-installed" in installs[1]
+    assert re.search(r"--root /\S+", installs[1])
     # The package itself only as the ppe-edge wheel of the edge layer, built in the same RUN
     # (testing/unit/edge/test_edge_package.py proves what that wheel holds).
     assert re.search(
-        r"pip install --no-deps --no-index dist/ppe_edge-\*-py3-none-any\.whl\s*$",
+        r"pip install --no-deps --no-index --root /\S+ dist/ppe_edge-\*-py3-none-any\.whl\s*$",
         installs[2].strip(),
     )
     build = next(args for keyword, args in steps if keyword == "RUN" and "ppe_edge-" in args)
     assert "from ppe.iotedge.package import build_edge_wheel" in build
     assert "pip check" in text
+
+
+def test_the_image_stage_copies_only_the_installed_packages(
+    dockerfile: tuple[str, Steps],
+) -> None:
+    # A layer keeps what it added even when a later layer deletes it: the requirements, the
+    # wheelhouse, the build backends and the source stay in the install stage, and the image's
+    # stage copies only the staging roots that stage installed into
+    # (https://docs.docker.com/build/building/multi-stage/).
+    platform, steps = dockerfile
+    *earlier, (image_base, _, image) = stages(steps)
+    assert earlier, f"Dockerfile.{platform}: build the packages in a stage of their own"
+    names = [name for _, name, _ in earlier]
+    assert image_base in names, "the image starts from the same base as the install stage"
+    installed = {
+        root
+        for _, _, stage in earlier
+        for keyword, args in stage
+        if keyword == "RUN"
+        for root in re.findall(r"pip install [^&]*--root (\S+)", args)
+    }
+    copies = [args for keyword, args in image if keyword == "COPY"]
+    from_stages = [args for args in copies if args.startswith("--from=")]
+    for args in from_stages:
+        match = re.fullmatch(r"--from=(\S+) (\S+) (\S+)", args)
+        assert match, args
+        stage, source, destination = match.groups()
+        assert stage in names, args
+        assert source.rstrip("/") in installed and destination == "/", args
+    assert {re.split(r"\s", a)[1].rstrip("/") for a in from_stages} == installed
+    # Besides the installed packages, the image's stage copies the staged model only.
+    assert [a for a in copies if a not in from_stages] == [f"{MODEL_CONTEXT}/ /app/model/"]
+    text = " ".join(args for _, args in image)
+    for build_input in ("requirements-", "wheelhouse", "/tmp/pip", "pyproject.toml", "src"):
+        assert not re.search(rf"(^|[\s/]){re.escape(build_input)}", text), build_input
+    # pip check where pip sees the whole installed set: in the image, after the copies.
+    runs = [args for keyword, args in image if keyword == "RUN"]
+    assert any("pip check" in args for args in runs), "pip check the image's own packages"
+    assert not any("pip check" in args for _, _, s in earlier for _, args in s)
 
 
 def test_locked_requirements_have_hashes_and_no_tensorflow() -> None:
@@ -182,6 +243,11 @@ def test_both_platforms_have_the_same_steps() -> None:
         ]
 
     assert normalised(arm64) == normalised(amd64)
+    # The files differ in their header (the platform, the base image's default) only: from the
+    # first FROM on they are the same text, comments included.
+    texts = [(DOCKER_DIR / f"Dockerfile.{platform}").read_text() for platform in PLATFORMS]
+    amd64_text, arm64_text = (text[text.index("\nFROM ") :] for text in texts)
+    assert amd64_text == arm64_text
 
 
 def env_values(steps: Steps) -> dict[str, str]:
@@ -595,6 +661,8 @@ def test_dockerignore_lets_in_exactly_what_the_dockerfiles_copy() -> None:
             if keyword != "COPY":
                 continue
             *sources, _ = args.split()
+            if sources[0].startswith("--from="):
+                continue  # from a build stage, not from the context
             for source in sources:
                 if source.rstrip("/") == MODEL_CONTEXT:
                     pass  # staged at build time by stage_model.sh, from `ppe export`'s output
