@@ -74,8 +74,12 @@ NOTEBOOK_PROFILE ?= tour
 notebooks-html: setup-python  ## Run the notebooks (NOTEBOOK_PROFILE=tour|demo|smoke) into outputs/notebooks-html/*.html
 	$(PY) notebooks/render_html.py --profile $(NOTEBOOK_PROFILE) --out outputs/notebooks-html
 
-test: setup  ## Run the whole test suite (its log ends with the 25 slowest tests)
-	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
+# pytest-xdist: one worker per CPU, each taking whole test files, so a file's module fixtures are
+# made once and the session ones are shared through testing/conftest.py's shared_folder. Half of
+# a serial run's wall time has one core idle (process start-up, subprocess and network waits).
+PYTEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
+test: setup  ## Run the whole test suite on every core (its log ends with the 25 slowest tests)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 test-unit: setup-python  ## Unit tests only (no external tools)
 	$(PY) -m pytest testing/unit $(PYTEST_ARGS)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "testing" / "fixtures"
@@ -99,24 +102,52 @@ class SmokeRun:
 SMOKE_RUN_EPOCHS = 3
 
 
+def shared_folder(
+    tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]
+) -> Path:
+    """A folder made once per test session, however many pytest-xdist workers ask for it.
+
+    ``make(folder)`` fills an empty ``folder``; the first worker to ask runs it under a file lock
+    while the others wait, then all of them read the same folder. Without xdist (one process)
+    this is a plain temporary folder. The folder counts as made only once ``make`` returned (a
+    marker file), so a failed ``make`` fails every test that needs it, each with its own error.
+    """
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist each worker's base is <session base>/popen-gw<N>: the parent is shared.
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = root / f"shared-{name}"
+    done = folder / ".made"
+    with FileLock(str(root / f"shared-{name}.lock")):
+        if not done.is_file():
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
     """``ppe pipeline run --config smoke`` (3 epochs) into a fresh registry, once per session.
 
     The pipeline tests gate a second run against it, and the training tests read its ``data``
     and ``train`` folders (the very ``ppe train`` the graph runs), so the suite trains the smoke
-    model once for both.
+    model once for both (once for all pytest-xdist workers too: :func:`shared_folder`).
     """
     from testing.helpers import run_ppe
 
-    root = tmp_path_factory.mktemp("smoke-run")
-    runs = root / "runs"
-    run = SmokeRun(root=root, runs=runs, registry=root / "registry", run_dir=runs / "first")
-    result = run_ppe(
-        *run.pipeline_args("first"),
-        *("--set", f"train.epochs={SMOKE_RUN_EPOCHS}"),
-        cwd=root,
-        timeout=900,
-    )
-    assert "promoted to champion" in result.stderr, result.stderr[-4000:]
-    return run
+    def layout(root: Path) -> SmokeRun:
+        runs = root / "runs"
+        return SmokeRun(root=root, runs=runs, registry=root / "registry", run_dir=runs / "first")
+
+    def make(root: Path) -> None:
+        result = run_ppe(
+            *layout(root).pipeline_args("first"),
+            *("--set", f"train.epochs={SMOKE_RUN_EPOCHS}"),
+            cwd=root,
+            timeout=900,
+        )
+        assert "promoted to champion" in result.stderr, result.stderr[-4000:]
+
+    return layout(shared_folder(tmp_path_factory, "smoke-run", make))
