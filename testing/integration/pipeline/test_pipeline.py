@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from testing.conftest import FIXTURES
 from testing.helpers import CHROMIUM_ARGS, chromium_path, run_ppe
 
 from ppe.config import load_config
 from ppe.registry import get_registry
 from ppe.run import graph
+from ppe.run.layout import RunLayout
 from ppe.run.documents import ClassThresholds
 
 if TYPE_CHECKING:
@@ -209,6 +211,34 @@ def test_evaluate_refuses_an_empty_split(two_runs: tuple[Path, Path, Path], tmp_
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "split 'test' has no images" in result.stderr
     assert not out.exists()
+
+
+def test_a_dataset_without_the_evaluation_split_stops_before_training(tmp_path: Path) -> None:
+    """The real photos come with train/ and val/ folders only: the import keeps them, so the
+    test split that the hardhat profile scores on is empty. The graph's first step says so at
+    once, instead of the evaluate step failing after the whole training."""
+    import shutil
+
+    source = tmp_path / "photos"
+    shutil.copytree(FIXTURES / "hardhat_sample", source)
+    train = source / "images" / "train"
+    train.mkdir()
+    for image in sorted((source / "images" / "val").iterdir())[:8]:
+        image.rename(train / image.name)
+    runs, registry = tmp_path / "runs", tmp_path / "registry"
+    result = run_ppe(
+        *("pipeline", "run", "--config", "hardhat", "--out", str(runs), "--run-id", "r1"),
+        *("--set", f"data.path={source}", "--set", f"registry.root={registry}"),
+        *("--set", "train.init_from=null", "--no-tracking"),
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "evaluate.split is 'test' but ImageSets/Main/test.txt lists no image" in result.stderr
+    assert "--set evaluate.split=val" in result.stderr
+    # Nothing was trained or registered.
+    assert not RunLayout(runs / "r1").port("train").exists()
+    assert get_registry(load_config("hardhat"), root=registry).list("ppe-hardhat-yolov3") == []
 
 
 def test_cartucho_files_reproduce_the_reported_map(two_runs: tuple[Path, Path, Path]) -> None:
