@@ -19,8 +19,8 @@ from testing.helpers import CHROMIUM_ARGS, chromium_path, run_ppe
 from ppe.config import load_config
 from ppe.registry import get_registry
 from ppe.run import graph
-from ppe.run.layout import RunLayout
 from ppe.run.documents import ClassThresholds
+from ppe.run.layout import RunLayout
 
 if TYPE_CHECKING:
     from testing.conftest import SmokeRun
