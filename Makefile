@@ -77,9 +77,10 @@ notebooks-html: setup-python  ## Run the notebooks (NOTEBOOK_PROFILE=tour|demo|s
 # pytest-xdist: one worker per CPU, each taking whole test files, so a file's module fixtures are
 # made once and the session ones are shared through testing/conftest.py's shared_folder. Half of
 # a serial run's wall time has one core idle (process start-up, subprocess and network waits).
+# Files go out in collection order, which puts the files marked heavy(seconds) first, longest first.
 PYTEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 test: setup  ## Run the whole test suite on every core (its log ends with the 25 slowest tests)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 test-unit: setup-python  ## Unit tests only (no external tools)
 	$(PY) -m pytest testing/unit $(PYTEST_ARGS)

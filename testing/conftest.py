@@ -36,7 +36,21 @@ def _gpu_visible() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+def heavy_seconds(item: pytest.Item) -> float:
+    """The ``heavy(seconds)`` estimate of an item's file (0 for a file not marked heavy)."""
+    marker = item.get_closest_marker("heavy")
+    if marker is None:
+        return 0.0
+    if len(marker.args) != 1 or not isinstance(marker.args[0], int | float):
+        raise pytest.UsageError(f"{item.nodeid}: write the heavy marker as heavy(<seconds>)")
+    return float(marker.args[0])
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Heavy files first, longest first: `make test`'s pytest-xdist workers take whole files in
+    # this order (--no-loadscope-reorder), so the long ones start at once and the workers end
+    # together. The sort is stable: the order inside a file (notebooks in sequence) is kept.
+    items.sort(key=lambda item: -heavy_seconds(item))
     run_slow = config.getoption("--run-slow")
     check_gpu = config.getoption("--check-gpu")
     gpu_checked: bool | None = None

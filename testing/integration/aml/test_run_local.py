@@ -27,7 +27,10 @@ from ppe.data.prepare import prepare_data
 from ppe.gate import decide
 from ppe.registry.local import LocalRegistry
 
-pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.RemovedInMarshmallow4Warning")
+pytestmark = [
+    pytest.mark.heavy(200),
+    pytest.mark.filterwarnings("ignore::marshmallow.warnings.RemovedInMarshmallow4Warning"),
+]
 
 NAME = "ppe-hardhat-yolov3"
 

@@ -20,6 +20,9 @@ import pytest
 from benchmarks.report import QUICK_BANNER, render
 from benchmarks.run import public_command
 
+#: About this many seconds on 2 cores: scheduled first (testing/conftest.py).
+pytestmark = pytest.mark.heavy(70)
+
 REPO = Path(__file__).resolve().parents[3]
 SCHEMA = REPO / "benchmarks" / "results.schema.json"
 #: Every backend but Keras (the edge image could run each of these).

@@ -14,6 +14,9 @@ import pytest
 from ppe.cli import main
 from ppe.data import voc
 
+#: About this many seconds on 2 cores: scheduled first (testing/conftest.py).
+pytestmark = pytest.mark.heavy(80)
+
 SourceFactory = Callable[[int], Path]
 
 

@@ -64,6 +64,9 @@ from ppe.iotedge.staging import MODEL_FILES
 from ppe.run.documents import ClassThresholds
 from ppe.run.layout import thresholds_file
 
+#: About this many seconds on 2 cores: scheduled first (testing/conftest.py).
+pytestmark = pytest.mark.heavy(50)
+
 __all__ = ["broker"]
 
 DOCKER_DIR = REPO / "environments" / "docker"

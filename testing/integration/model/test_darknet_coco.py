@@ -27,6 +27,9 @@ from ppe.model.preprocess import letterbox
 from ppe.model.spec import COCO_CLASS_NAMES, YoloSpec
 from ppe.model.yolov3 import build_model
 
+#: About this many seconds on 2 cores: scheduled first (testing/conftest.py).
+pytestmark = pytest.mark.heavy(55)
+
 logger = logging.getLogger(__name__)
 
 COCO_TINY = YoloSpec.default("yolov3_tiny", COCO_CLASS_NAMES, image_size=416)

@@ -26,6 +26,9 @@ from nbclient import NotebookClient
 from ppe.config import load_config
 from ppe.run import graph
 
+#: About this many seconds on 2 cores: scheduled first (testing/conftest.py).
+pytestmark = pytest.mark.heavy(290)
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 NOTEBOOKS = REPO_ROOT / "notebooks"
 ORDER = (

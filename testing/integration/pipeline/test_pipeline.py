@@ -22,6 +22,9 @@ from ppe.run import graph
 from ppe.run.documents import ClassThresholds
 from ppe.run.layout import RunLayout
 
+#: About this many seconds on 2 cores: scheduled first (testing/conftest.py).
+pytestmark = pytest.mark.heavy(90)
+
 if TYPE_CHECKING:
     from testing.conftest import SmokeRun
 

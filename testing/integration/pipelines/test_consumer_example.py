@@ -69,6 +69,9 @@ _PARSE = """
 import contextlib, io, json, sys
 import ppe
 from ppe.cli import get_args_parser
+
+#: About this many seconds on 2 cores: scheduled first (testing/conftest.py).
+pytestmark = pytest.mark.heavy(80)
 parser = get_args_parser()
 errors = []
 for argv in json.load(sys.stdin):

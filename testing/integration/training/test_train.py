@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 from testing.helpers import run_ppe
 
+#: About this many seconds on 2 cores: scheduled first (testing/conftest.py).
+pytestmark = pytest.mark.heavy(65)
+
 
 def test_training_lowers_the_loss_and_writes_a_model(smoke_training: Path) -> None:
     summary = json.loads((smoke_training / "train.json").read_text())

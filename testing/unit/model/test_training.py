@@ -14,6 +14,9 @@ from ppe.model.targets import encode_targets
 from ppe.model.training import FreezeBackbone, YoloTrainer, backbone_layers, make_optimizer
 from ppe.model.yolov3 import build_model
 
+#: About this many seconds on 2 cores: scheduled first (testing/conftest.py).
+pytestmark = pytest.mark.heavy(45)
+
 SPEC = YoloSpec.default("yolov3_tiny", ("helmet", "head"), image_size=64)
 
 
