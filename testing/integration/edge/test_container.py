@@ -343,6 +343,15 @@ def test_the_image_runs_as_the_module_through_an_outage_and_a_restart(
             "len(list(pathlib.Path(numpy.__file__).parent.rglob('tests'))))",
         )  # fmt: skip
         assert numpy_tests.stdout.split() == ["2.0", "0"], numpy_tests.stderr
+        # Nor LiteRT's WebGPU accelerator and NPU plugin tool (27 MB): the CPU interpreter,
+        # which served the /healthz above with the model loaded, does not need them.
+        litert = container.exec(
+            "python", "-c", "import ai_edge_litert, pathlib; "
+            "d = pathlib.Path(ai_edge_litert.__file__).parent; "
+            "print(sorted(p.name for p in d.rglob('*') if 'WebGpu' in p.name "
+            "or p.name == 'apply_plugin_main'))",
+        )  # fmt: skip
+        assert litert.stdout.strip() == "[]", litert.stdout + litert.stderr
         # The package is the ppe-edge wheel of the edge layer alone: no training code inside.
         layer = container.exec(
             "python", "-c", "import importlib.metadata as m; print(m.version('ppe-edge')); "
