@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="issue16-int8-") as work:
         for layout in OUTPUT_LAYOUTS:
             out = Path(work) / layout
-            metrics = export_model_dir(args.model, args.data, out, config, args.threads, layout)
+            export = config.export.model_copy(update={"output_layout": layout})
+            laid_out = config.model_copy(update={"export": export})
+            metrics = export_model_dir(args.model, args.data, out, laid_out, args.threads)
             layouts[layout] = {
                 "backends": {
                     name: {

@@ -335,18 +335,19 @@ def export_litert(context: Context, prepared: PreparedModel) -> dict[str, Path]:
     files = {"litert_fp32": folder / FP32_FILE, "litert_int8": folder / INT8_FILE}
     if all(path.is_file() for path in files.values()):
         return files
+    from ppe.config import ExportConfig
     from ppe.data.voc import load_split
     from ppe.export import convert, litert_manifest, representative_images
     from ppe.model.bundle import load_model_dir
-    from ppe.model.decode import SPLIT_LAYOUT
 
     folder.mkdir(parents=True, exist_ok=True)
     model, spec, metadata = load_model_dir(prepared.model_dir)
     calibration = load_split(prepared.data_dir, prepared.calibration_split, list(spec.class_names))
     representative = representative_images(calibration, spec.image_size, calibration_count(context))
-    written = convert(model, spec, representative, folder, SPLIT_LAYOUT)
+    layout = ExportConfig().output_layout  # what `ppe export` writes by default
+    written = convert(model, spec, representative, folder, layout)
     (folder / "labels.txt").write_text("".join(f"{name}\n" for name in spec.class_names))
     (folder / "model.json").write_text(
-        json.dumps(litert_manifest(spec, metadata, written, SPLIT_LAYOUT), indent=2)
+        json.dumps(litert_manifest(spec, metadata, written, layout), indent=2)
     )
     return {name: Path(path) for name, path in written.items()}

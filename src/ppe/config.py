@@ -235,6 +235,10 @@ class ExportConfig(Section):
 
     int8: bool = True
     representative_images: Annotated[int, Field(ge=1, le=10_000)] = 100
+    #: The LiteRT files' outputs (ppe.model.decode.OUTPUT_LAYOUTS): ``raw``, one output per
+    #: scale, or ``split``, box and score outputs apart, each with its own int8 scale. Measured
+    #: on converged models, raw lost less (benchmarks/experiments/issue16_recipe.md, 5b).
+    output_layout: Literal["raw", "split"] = "raw"
 
 
 class EdgeConfig(Section):

@@ -41,7 +41,6 @@ from ppe.files import replaced_dir
 from ppe.model.decode import (
     OUTPUT_LAYOUT_KEY,
     RAW_LAYOUT,
-    SPLIT_LAYOUT,
     check_layout,
     layout_outputs,
 )
@@ -122,7 +121,7 @@ def convert(
     spec: YoloSpec,
     representative: Representative | None,
     out_dir: Path,
-    layout: str = SPLIT_LAYOUT,
+    layout: str,
 ) -> dict[str, Path]:
     """Convert a Keras model to LiteRT files in ``out_dir``.
 
@@ -195,7 +194,6 @@ def export_model_dir(
     out_dir: Path,
     config: Config,
     num_threads: int = 2,
-    layout: str = SPLIT_LAYOUT,
 ) -> ExportMetrics:
     """Export a model folder to LiteRT and measure every backend on the evaluation split.
 
@@ -205,8 +203,6 @@ def export_model_dir(
         out_dir: the export folder (replaced atomically).
         config: export and evaluate sections are used.
         num_threads: LiteRT interpreter threads.
-        layout: the LiteRT files' output layout; ``raw`` (the layout before ``split``) is kept
-            for comparison (``benchmarks/issue16_int8.py``) and for runtimes that expect it.
 
     Returns:
         The ``metrics.json`` document.
@@ -233,6 +229,7 @@ def export_model_dir(
         calibration = representative_images(
             train_samples, spec.image_size, config.export.representative_images
         )
+        layout = config.export.output_layout
         files = convert(model, spec, calibration if config.export.int8 else None, staging, layout)
         (staging / LABELS_FILE).write_text("".join(f"{name}\n" for name in classes))
         (staging / MODEL_JSON).write_text(

@@ -18,6 +18,11 @@ Two output layouts exist; an exported model names its own in ``model.json`` unde
   ``sigmoid(objectness) * sigmoid(class)`` (probabilities in [0, 1]), so an int8 model gives each
   its own quantisation scale.
 
+``ppe export`` writes the layout ``export.output_layout`` names, ``raw`` by default: on the two
+converged models measured, raw lost less to int8 (the demo: -0.2 against -2.5 mAP points; the
+real photos: -0.65 against -0.75), split only on a model two epochs in
+(``benchmarks/experiments/issue16_recipe.md``, sections 5 and 5b).
+
 Boxes are ``[xmin, ymin, xmax, ymax]`` normalised to [0, 1] of the (letterboxed) network input;
 :meth:`ppe.model.preprocess.LetterboxTransform.to_original` maps them back to image pixels.
 """

@@ -277,3 +277,23 @@ def test_export_metrics_list_every_backend(two_runs: tuple[Path, Path, Path]) ->
     assert (first / "export" / "thresholds.json").read_bytes() == model_copy.read_bytes()
     evaluated = json.loads((first / "evaluate" / "metrics.json").read_text())
     assert "thresholds.json (chosen on the val split" in evaluated["operating_point"]["source"]
+
+
+def test_export_writes_the_configured_output_layout(
+    two_runs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    first, _, _ = two_runs
+    default = load_config("smoke").export.output_layout
+    assert default == "raw"
+    assert json.loads((first / "export" / "model.json").read_text())["output_layout"] == default
+    # export.output_layout is a real setting: split files, which the runtime scores as such.
+    out = tmp_path / "export"
+    run_ppe(
+        *("export", "--config", "smoke", "--set", "export.output_layout=split"),
+        *("--model", str(first / "train" / "model"), "--data", str(first / "data")),
+        *("--out", str(out)),
+        cwd=tmp_path,
+    )
+    assert json.loads((out / "model.json").read_text())["output_layout"] == "split"
+    backends = json.loads((out / "metrics.json").read_text())["backends"]
+    assert backends["litert_fp32"]["map50"] == pytest.approx(backends["keras"]["map50"], abs=0.02)
