@@ -55,6 +55,9 @@ from .consumer import (
 from .render import RenderError, jobs
 from .test_language_service import failing, validate
 
+#: About this many seconds on 2 cores: scheduled first (testing/conftest.py).
+pytestmark = pytest.mark.heavy(80)
+
 TOOLING_TEMPLATE = "ado_pipelines/templates/steps/ppe_tooling.yml"
 # Every ppe command the two consumer pipelines must run (so an empty extraction cannot pass).
 EXPECTED_COMMANDS = {
@@ -69,9 +72,6 @@ _PARSE = """
 import contextlib, io, json, sys
 import ppe
 from ppe.cli import get_args_parser
-
-#: About this many seconds on 2 cores: scheduled first (testing/conftest.py).
-pytestmark = pytest.mark.heavy(80)
 parser = get_args_parser()
 errors = []
 for argv in json.load(sys.stdin):
