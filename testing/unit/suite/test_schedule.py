@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
-from testing.conftest import heavy_seconds, pytest_collection_modifyitems
+from testing.conftest import REPO_ROOT, heavy_seconds, pytest_collection_modifyitems
 
 
 @dataclass
@@ -57,3 +59,21 @@ def test_a_heavy_marker_without_seconds_is_refused() -> None:
     with pytest.raises(pytest.UsageError, match=r"x.py::t: write the heavy marker as heavy\("):
         heavy_seconds(item)
     assert heavy_seconds(cast(pytest.Item, FakeItem("y.py::t", (45,)))) == 45.0
+
+
+def _pytest_line(*make_args: str) -> str:
+    """The pytest command `make test` would run (make's dry run: nothing is executed)."""
+    result = subprocess.run(
+        ["make", "-n", "test", *make_args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return next(line for line in result.stdout.splitlines() if " -m pytest " in line)
+
+
+def test_make_test_runs_one_worker_per_cpu_unless_told() -> None:
+    assert f" -n {len(os.sched_getaffinity(0))} --dist loadfile " in _pytest_line()
+    assert " -n 3 --dist loadfile --no-loadscope-reorder " in _pytest_line("PYTEST_WORKERS=3")
