@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,18 +56,19 @@ WEIGHTS_HELP = (
 )
 
 
-def recipe(source: str | Path = PROFILE) -> Config:
+def recipe(source: str | Path = PROFILE, overrides: Sequence[str] = ()) -> Config:
     """The ``hardhat`` profile: its model, data.class_map and train sections are what is trained.
 
     Args:
         source: the profile (a packaged name or a YAML path; the bench uses ``hardhat``).
+        overrides: ``key=value`` settings on top (``ppe --set``'s syntax), for experiments.
 
     Raises:
         ValueError: the profile's classes are not the bench's (``benchmarks.common.CLASSES``).
     """
     from ppe.config import load_config
 
-    config = load_config(source)
+    config = load_config(source, overrides)
     if tuple(config.model.classes) != CLASSES:
         raise ValueError(
             f"{source}: the profile's model.classes {config.model.classes} are not the bench's "

@@ -14,6 +14,7 @@ from benchmarks.real_data import PROFILE, recipe
 from ppe.config import SplitConfig, load_config
 from ppe.data.synthetic import synthesize
 from ppe.data.voc import load_split
+from ppe.errors import ConfigError
 from ppe.model.spec import YoloSpec
 from ppe.model.yolov3 import build_model
 
@@ -55,3 +56,16 @@ def test_a_profile_with_other_classes_is_refused(tmp_path: Path) -> None:
     profile.write_text("model:\n  classes: [helmet, head, vest]\n")
     with pytest.raises(ValueError, match=r"other.yaml: the profile's model.classes .* update"):
         recipe(profile)
+
+
+def test_experiment_overrides_change_the_recipe() -> None:
+    """``issue16_recipe --variant-minutes`` trains ``recipe(overrides=...)``: the settings land."""
+    config = recipe(overrides=["train.mixed_precision=bfloat16", "model.image_size=320"])
+    assert config.train.mixed_precision == "bfloat16"
+    assert config.model.image_size == 320
+    assert config.train.learning_rate == load_config("hardhat").train.learning_rate
+
+
+def test_an_unknown_override_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"train\.mixed_precisoin"):
+        recipe(overrides=["train.mixed_precisoin=bfloat16"])
