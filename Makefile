@@ -106,8 +106,10 @@ clean:  ## Remove environments and outputs
 # the container tests; the daemon is started by environments/docker/dockerd.sh when none answers.
 # QEMU user-mode emulation builds and runs the arm64v8 image on amd64: environments/docker/binfmt.sh
 # installs and registers a pinned QEMU 10.0 (bookworm's qemu-user-static 7.2 hangs in LiteRT);
-# arch-test is what mmdebstrap needs for a foreign architecture, curl what binfmt.sh downloads with.
-APT_PACKAGES += docker.io mmdebstrap arch-test curl
+# arch-test is what mmdebstrap needs for a foreign architecture, curl what binfmt.sh downloads with;
+# gpgv, debian-archive-keyring and xz-utils check and read trixie's signed index when the pinned
+# QEMU has left Debian's pool, and gpg signs the test mirror that stands in for it.
+APT_PACKAGES += docker.io mmdebstrap arch-test curl gpgv gpg debian-archive-keyring xz-utils
 PLATFORM ?= amd64
 EDGE_MODEL_DIR ?= environments/docker/model
 EDGE_IMAGE_TAG ?= ppedetector:local-$(PLATFORM)
