@@ -79,7 +79,10 @@ current_qemu() {
       "not the ${listed} that the signed Release lists" >&2
     return 1
   fi
-  xz --decompress --stdout "${work}/Packages.xz" | awk '
+  # Decompressed to a file first: awk stops at the stanza it wants, which would end a pipe from xz
+  # with SIGPIPE (the real index is tens of megabytes) and fail the pipeline.
+  xz --decompress --stdout "${work}/Packages.xz" >"${work}/Packages"
+  awk '
     BEGIN { RS = ""; FS = "\n" }
     {
       package = version = path = sha = ""
@@ -96,7 +99,7 @@ current_qemu() {
         exit
       }
     }
-    END { if (!found) exit 1 }' || {
+    END { if (!found) exit 1 }' "${work}/Packages" || {
     echo "error: the ${QEMU_SUITE} index has no qemu-user package" >&2
     return 1
   }

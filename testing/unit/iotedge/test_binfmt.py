@@ -114,6 +114,13 @@ class Mirror:
             "SHA256: " + "0" * 64 + "\n\n"
             f"Package: qemu-user\nVersion: 1:{version}\nArchitecture: amd64\n"
             f"Filename: pool/main/q/qemu/{deb.name}\nSize: {deb.stat().st_size}\nSHA256: {sha}\n"
+            # Debian's index goes on for tens of megabytes after any one package: reading must
+            # not stop the decompression halfway (a pipe from xz would die of SIGPIPE).
+            + "".join(
+                f"\nPackage: padding-{n}\nVersion: 1.0-{n}\nFilename: pool/main/p/padding-{n}.deb\n"
+                f"SHA256: {n:064x}\nDescription: {'x' * 200}\n"
+                for n in range(2000)
+            )
         )
         index = dists / "main" / "binary-amd64" / "Packages.xz"
         index.write_bytes(lzma.compress(packages.encode()))
