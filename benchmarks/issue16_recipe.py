@@ -326,6 +326,14 @@ def _variant_paired(
     return results
 
 
+def _write(document: dict[str, Any], out: Path) -> None:
+    """Write the experiment's JSON to ``out`` (folders made) and echo it on stdout."""
+    text = json.dumps(document, indent=2) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    sys.stdout.write(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the three experiments and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -361,9 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "seconds": round(time.time() - started, 1),
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        _write(document, args.out)
         return 0
     if args.ema_minutes:
         work = args.work or Path(tempfile.mkdtemp())
@@ -374,9 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             "ema": _ema_paired(voc, args.weights, work, args.ema_minutes, args.ema_decay),
             "seconds": round(time.time() - started, 1),
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        _write(document, args.out)
         return 0
     with tempfile.TemporaryDirectory() as work:
         voc = _voc(args.data, Path(work))
@@ -389,9 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": 0.0,
         }
     document["seconds"] = round(time.time() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    _write(document, args.out)
     return 0
 
 
