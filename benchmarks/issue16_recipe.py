@@ -15,9 +15,10 @@ writes one JSON with three experiments on the real hard-hat photos (``annotation
 * ``anchors``: mean best-anchor IoU of the train split's letterboxed boxes with Darknet's
   anchors (those the masks use) and with ``ppe data anchors``' k-means fit.
 
-``--ema-minutes M`` instead trains the ``hardhat`` recipe once for M minutes through ``make
-bench``'s budgeted path with ``train.ema_decay`` on and compares the averaged weights with the
-raw ones of the same run (paired bootstrap on the validation split).
+``--ema-minutes M [--set KEY=VALUE ...]`` instead trains the ``hardhat`` recipe (with those
+settings) once for M minutes through ``make bench``'s budgeted path with ``train.ema_decay`` on
+and compares the averaged weights with the raw ones of the same run (paired bootstrap on the
+validation split).
 
 ``--variant-minutes M --set KEY=VALUE ... [--against MODEL_DIR]`` trains the ``hardhat`` recipe
 with those settings (``ppe --set`` syntax, e.g. ``train.mixed_precision=bfloat16``) for M minutes
@@ -34,6 +35,8 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -195,92 +198,37 @@ def _score_outcomes(model_dir: Path, voc: Path, split: str) -> Any:
     return evaluate_voc_map(found.ground_truths, found.detections, spec.class_names)
 
 
-def _ema_paired(
-    voc: Path, weights: Path, work: Path, budget_minutes: float, ema_decay: float
-) -> dict[str, Any]:
-    """EMA on vs off from ONE budgeted run of the hardhat recipe (``make bench``'s training path).
+@dataclass
+class _Run:
+    """One budgeted run: the model to ship (float32), its spec, the run's record and policy."""
 
-    The average does not change the raw trajectory, so the raw weights at the end (before
-    ``fit`` writes the averages in) and the averaged ones come from the same steps: the paired
-    difference on the validation split (not used by this run) isolates the averaging.
-    """
-    import keras
-
-    from benchmarks.budget import fit_for_budget
-    from benchmarks.real_data import _coco_transfer, recipe
-    from ppe.data.voc import load_split
-    from ppe.evaluate.bootstrap import bootstrap_map, paired_difference
-    from ppe.model.bundle import save_model_dir
-    from ppe.model.spec import YoloSpec
-    from ppe.train.fit import initial_model
-
-    config = recipe()
-    coco = _coco_transfer(weights, work / "tiny-coco", config)
-    spec = YoloSpec.default(
-        config.model.architecture, CLASSES, config.model.image_size, anchors=config.model.anchors
-    )
-    train_recipe = config.train.model_copy(update={"init_from": coco, "ema_decay": ema_decay})
-    keras.utils.set_random_seed(0)
-    model = initial_model(spec, coco)
-    raw: list[Any] = []
-    keep_raw = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda *_, **__: raw.__setitem__(slice(None), model.get_weights())
-    )
-    samples = load_split(voc, "train", CLASSES)
-    fit = fit_for_budget(
-        model,
-        spec,
-        samples,
-        budget_s=budget_minutes * 60.0,
-        recipe=train_recipe,
-        seed=0,
-        callbacks=[keep_raw],
-    )
-    results: dict[str, Any] = {
-        "training": fit.to_dict(),
-        "ema_decay": ema_decay,
-        "scored_split": SCORED_SPLIT,
-        "images": len(load_split(voc, SCORED_SPLIT, CLASSES)),
-    }
-    outcomes = {}
-    for name, values in (("ema", model.get_weights()), ("raw", raw)):
-        model.set_weights(values)
-        save_model_dir(model, spec, work / f"ema_paired_{name}", {"source": name}, overwrite=True)
-        scored = _score_outcomes(work / f"ema_paired_{name}", voc, SCORED_SPLIT)
-        outcomes[name] = scored.outcomes
-        interval = bootstrap_map(scored.outcomes, CLASSES, resamples=1000, seed=0).map50
-        results[name] = {
-            "map50": round(float(scored.map50), 4),
-            "map50_interval": [interval.low, interval.high],
-        }
-    paired = paired_difference(outcomes["ema"], outcomes["raw"], resamples=1000, seed=0)
-    results["ema_minus_raw"] = {
-        "difference": round(paired.difference, 4),
-        "interval": [paired.interval.low, paired.interval.high],
-    }
-    return results
+    model: Any
+    spec: Any
+    fit: Any
+    policy: str
+    raw: list[Any] = field(default_factory=list)
 
 
-def _variant_paired(
+def _budgeted_run(
     voc: Path,
     weights: Path,
     work: Path,
     budget_minutes: float,
-    overrides: list[str],
-    against: Path | None,
-) -> dict[str, Any]:
-    """The hardhat recipe with ``overrides`` for a budget, scored alone and paired with ``against``.
+    overrides: Sequence[str] = (),
+    *,
+    keep_raw: bool = False,
+) -> _Run:
+    """The hardhat recipe with ``overrides``, from COCO, seed 0, for a budget (``make bench``'s).
 
-    Runs under the recipe's ``train.mixed_precision`` policy and ships a float32 copy, as
-    ``ppe train`` does.
+    Runs under the recipe's ``train.mixed_precision`` policy and ships a float32 copy, as ``ppe
+    train`` does. ``keep_raw``: also keep the raw weights of the last epoch's end, before ``fit``
+    writes the exponential averages in (they do not change the raw trajectory).
     """
     import keras
 
     from benchmarks.budget import fit_for_budget
     from benchmarks.real_data import _coco_transfer, recipe
     from ppe.data.voc import load_split
-    from ppe.evaluate.bootstrap import bootstrap_map, paired_difference
-    from ppe.model.bundle import save_model_dir
     from ppe.model.spec import YoloSpec
     from ppe.train.fit import initial_model
     from ppe.train.precision import float32_model, training_policy
@@ -292,36 +240,124 @@ def _variant_paired(
     )
     train_recipe = config.train.model_copy(update={"init_from": coco})
     samples = load_split(voc, "train", CLASSES)
+    raw: list[Any] = []
     keras.utils.set_random_seed(0)
     with training_policy(train_recipe.mixed_precision) as policy:
         model = initial_model(spec, coco)
+        callbacks = []
+        if keep_raw:
+            callbacks.append(
+                keras.callbacks.LambdaCallback(
+                    on_epoch_end=lambda *_, **__: raw.__setitem__(slice(None), model.get_weights())
+                )
+            )
         fit = fit_for_budget(
-            model, spec, samples, budget_s=budget_minutes * 60.0, recipe=train_recipe, seed=0
+            model,
+            spec,
+            samples,
+            budget_s=budget_minutes * 60.0,
+            recipe=train_recipe,
+            seed=0,
+            callbacks=callbacks,
         )
         model = float32_model(model, spec)
-    folder = work / "variant"
-    save_model_dir(model, spec, folder, {"source": " ".join(overrides)}, overwrite=True)
+    return _Run(model, spec, fit, policy, raw)
+
+
+def _saved_and_scored(
+    run: _Run, folder: Path, voc: Path, source: str
+) -> tuple[dict[str, Any], Any]:
+    """Save ``run``'s model to ``folder``; its mAP@0.5 on the scored split with a 95% interval."""
+    from ppe.evaluate.bootstrap import bootstrap_map
+    from ppe.model.bundle import save_model_dir
+
+    save_model_dir(run.model, run.spec, folder, {"source": source}, overwrite=True)
     scored = _score_outcomes(folder, voc, SCORED_SPLIT)
     interval = bootstrap_map(scored.outcomes, CLASSES, resamples=1000, seed=0).map50
-    results: dict[str, Any] = {
-        "overrides": overrides,
-        "policy": policy,
-        "training": fit.to_dict(),
-        "scored_split": SCORED_SPLIT,
-        "images": len(load_split(voc, SCORED_SPLIT, CLASSES)),
+    figures = {
         "map50": round(float(scored.map50), 4),
         "map50_interval": [interval.low, interval.high],
     }
+    return figures, scored.outcomes
+
+
+def _scored_images(voc: Path) -> int:
+    from ppe.data.voc import load_split
+
+    return len(load_split(voc, SCORED_SPLIT, CLASSES))
+
+
+def _paired(first: Any, second: Any) -> dict[str, Any]:
+    """mAP@0.5 of ``first`` minus ``second`` on the same images, with its paired 95% interval."""
+    from ppe.evaluate.bootstrap import paired_difference
+
+    paired = paired_difference(first, second, resamples=1000, seed=0)
+    return {
+        "difference": round(paired.difference, 4),
+        "interval": [paired.interval.low, paired.interval.high],
+    }
+
+
+def _ema_paired(
+    voc: Path,
+    weights: Path,
+    work: Path,
+    budget_minutes: float,
+    ema_decay: float,
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """EMA on vs off from ONE budgeted run of the hardhat recipe (``make bench``'s training path).
+
+    The average does not change the raw trajectory, so the raw weights at the end and the
+    averaged ones come from the same steps: the paired difference on the validation split (not
+    used by this run) isolates the averaging.
+    """
+    settings = [*overrides, f"train.ema_decay={ema_decay}"]
+    run = _budgeted_run(voc, weights, work, budget_minutes, settings, keep_raw=True)
+    results: dict[str, Any] = {
+        "training": run.fit.to_dict(),
+        "ema_decay": ema_decay,
+        "overrides": settings,
+        "policy": run.policy,
+        "scored_split": SCORED_SPLIT,
+        "images": _scored_images(voc),
+    }
+    outcomes = {}
+    averaged = run.model.get_weights()
+    for name, values in (("ema", averaged), ("raw", run.raw)):
+        run.model.set_weights(values)
+        results[name], outcomes[name] = _saved_and_scored(
+            run, work / f"ema_paired_{name}", voc, name
+        )
+    results["ema_minus_raw"] = _paired(outcomes["ema"], outcomes["raw"])
+    return results
+
+
+def _variant_paired(
+    voc: Path,
+    weights: Path,
+    work: Path,
+    budget_minutes: float,
+    overrides: list[str],
+    against: Path | None,
+) -> dict[str, Any]:
+    """The hardhat recipe with ``overrides`` for a budget, scored, and paired with ``against``."""
+    run = _budgeted_run(voc, weights, work, budget_minutes, overrides)
+    figures, outcomes = _saved_and_scored(run, work / "variant", voc, " ".join(overrides))
+    results: dict[str, Any] = {
+        "overrides": overrides,
+        "policy": run.policy,
+        "training": run.fit.to_dict(),
+        "scored_split": SCORED_SPLIT,
+        "images": _scored_images(voc),
+        **figures,
+    }
     if against is not None:
         baseline = _score_outcomes(against, voc, SCORED_SPLIT)
-        paired = paired_difference(scored.outcomes, baseline.outcomes, resamples=1000, seed=0)
         results["against"] = {
             "model": against.name,
             "map50": round(float(baseline.map50), 4),
-            "variant_minus_against": {
-                "difference": round(paired.difference, 4),
-                "interval": [paired.interval.low, paired.interval.high],
-            },
+            "variant_minus_against": _paired(outcomes, baseline.outcomes),
         }
     return results
 
@@ -358,26 +394,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     started = time.time()
-    if args.variant_minutes:
+    if args.variant_minutes or args.ema_minutes:
         work = args.work or Path(tempfile.mkdtemp())
         voc = _voc(args.data, work)
-        document = {
-            "experiment": "issue16_recipe_variant",
-            "data": args.data.name,
-            "variant": _variant_paired(
+        if args.variant_minutes:
+            experiment, key = "issue16_recipe_variant", "variant"
+            result = _variant_paired(
                 voc, args.weights, work, args.variant_minutes, args.overrides, args.against
-            ),
-            "seconds": round(time.time() - started, 1),
-        }
-        _write(document, args.out)
-        return 0
-    if args.ema_minutes:
-        work = args.work or Path(tempfile.mkdtemp())
-        voc = _voc(args.data, work)
+            )
+        else:
+            experiment, key = "issue16_recipe_ema", "ema"
+            result = _ema_paired(
+                voc, args.weights, work, args.ema_minutes, args.ema_decay, args.overrides
+            )
         document = {
-            "experiment": "issue16_recipe_ema",
+            "experiment": experiment,
             "data": args.data.name,
-            "ema": _ema_paired(voc, args.weights, work, args.ema_minutes, args.ema_decay),
+            key: result,
             "seconds": round(time.time() - started, 1),
         }
         _write(document, args.out)
