@@ -51,7 +51,11 @@ logger = logging.getLogger("benchmarks.inference")
 
 BLOCK = 10
 SPEEDUP_TARGET = 4.0
+#: Equal mAP for the choice of the edge backend: the paired interval contains 0, or the
+#: difference is at most this (one 50-photo split moves int8 models by a point or two run to run).
 MAP_TOLERANCE = 0.02
+#: Issue 16's target for the shipped int8 model: within this many mAP points of Keras fp32.
+INT8_MAP_POINTS = 1.0
 #: The backend the edge module ships today (``ppe edge serve`` / the module run a LiteRT int8 file).
 EDGE_BACKEND = "litert_int8"
 #: Backends the edge module cannot ship (its image has no TensorFlow).
@@ -302,9 +306,9 @@ def run(context: Context) -> dict[str, Any]:
             ),
             target(
                 "int8_map_delta",
-                f"LiteRT int8 mAP@0.5 within {MAP_TOLERANCE * 100:g} points of Keras fp32",
+                f"LiteRT int8 mAP@0.5 within {INT8_MAP_POINTS:g} point of Keras fp32",
                 delta_points,
-                delta_points <= MAP_TOLERANCE * 100.0,
+                delta_points <= INT8_MAP_POINTS,
                 "points",
                 f"Keras {entries['keras_fp32']['map50']:.4f}, int8 {int8['map50']:.4f} on "
                 f"{len(samples)} images",

@@ -37,7 +37,8 @@ logger = logging.getLogger("benchmarks.real_data")
 
 #: The packaged profile whose recipe the bench trains.
 PROFILE = "hardhat"
-MAP_TARGET = 0.5
+#: Issue 16's target for the fine-tuned YOLOv3-tiny after 30 CPU minutes (from 0.731 before it).
+MAP_TARGET = 0.80
 #: "Clearly above from scratch": at least this many mAP points more.
 MARGIN_POINTS = 10.0
 TARGET_BUDGET_MINUTES = 30.0

@@ -15,8 +15,9 @@ from benchmarks.issue16_recipe import main
 from ppe.errors import ConfigError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "hardhat_sample"
-# A tiny run: 96 px, batch 4, float32 on any CPU; ~0.06 s of budget stops after the first step.
-TINY = ["model.image_size=96", "train.batch_size=4", "train.mixed_precision=float32"]
+# A tiny run: 96 px, batch 4, float32 (precision "none") on any CPU; a 0.06 s budget stops after
+# the first step.
+TINY = ["model.image_size=96", "train.batch_size=4", "train.mixed_precision=none"]
 
 
 @pytest.fixture(scope="module")
