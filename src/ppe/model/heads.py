@@ -17,6 +17,12 @@ When the detector is initialised from another model whose head predicts with the
 ``tx, ty, tw, th`` of each anchor are copied: they regress box geometry from the same features
 with the same priors, whatever the class. Class rows are not mapped: COCO's ``person`` marks a
 whole body, not the head or helmet box our classes mark, so its rows would be a wrong prior.
+
+When a whole output convolution is copied (a source with our classes, e.g. the helmet/head import
+of the COCO weights) but our anchors differ from the source's (``model.anchors`` from ``ppe data
+anchors``), the copied ``tw, th`` rows predict sizes for the source's anchors: the size of a box is
+``anchor * exp(tw)``, so :func:`reanchor_box_rows` adds ``log(source anchor / our anchor)`` to those
+biases, and the copied head predicts exactly the source's boxes with our anchors.
 """
 
 from __future__ import annotations
@@ -130,3 +136,42 @@ def init_head(
         result.box_rows_from or "none",
     )
     return result
+
+
+def reanchor_box_rows(
+    model: keras.Model, spec: YoloSpec, source_spec: YoloSpec, strides: Sequence[int]
+) -> list[int]:
+    """Shift the size biases of output convolutions copied from a model with other anchors.
+
+    Args:
+        model: built for ``spec``, its output convolutions at ``strides`` copied whole from a
+            model built for ``source_spec`` (same architecture); modified in place.
+        spec: its spec.
+        source_spec: the spec of the model the outputs were copied from.
+        strides: the outputs that were copied.
+
+    Returns:
+        The strides whose ``tw, th`` biases were shifted by ``log(source anchor / our anchor)``
+        (anchors in pixels, per anchor slot of the output), so that the output predicts the
+        same box sizes as the source; outputs whose anchors are equal are left as they are.
+    """
+    shifted: list[int] = []
+    if source_spec.architecture != spec.architecture:
+        return shifted
+    depth = 5 + spec.num_classes
+    for scale, stride in enumerate(spec.strides):
+        ours = np.array([spec.anchors[i] for i in spec.masks[scale]], dtype=np.float64)
+        theirs = np.array(
+            [source_spec.anchors[i] for i in source_spec.masks[scale]], dtype=np.float64
+        )
+        if stride not in strides or ours.shape != theirs.shape or np.array_equal(ours, theirs):
+            continue
+        layer = model.get_layer(f"head_s{stride}_output_conv")
+        kernel, bias = layer.get_weights()
+        bias = np.array(bias).reshape(spec.anchors_per_scale, depth)
+        bias[:, 2:_BOX_ROWS] += np.log(theirs / ours).astype(bias.dtype)
+        layer.set_weights([kernel, bias.reshape(-1)])
+        shifted.append(stride)
+    if shifted:
+        logger.info("size biases re-anchored to our anchors at strides %s", shifted)
+    return shifted

@@ -128,11 +128,13 @@ def initial_model(spec: Any, init_from: Path | None) -> Any:
 
     Backbone, neck and every layer whose shape matches are copied from the model folder
     ``init_from`` (``train.init_from``); outputs that start fresh get score priors and the
-    source's box rows where its anchors match (:func:`ppe.model.heads.init_head`).
+    source's box rows where its anchors match (:func:`ppe.model.heads.init_head`); outputs copied
+    whole from a source with other anchors keep predicting its box sizes
+    (:func:`ppe.model.heads.reanchor_box_rows`).
     """
     from ppe.model.bundle import load_model_dir
     from ppe.model.darknet_weights import transfer
-    from ppe.model.heads import init_head
+    from ppe.model.heads import init_head, reanchor_box_rows
     from ppe.model.yolov3 import build_model
 
     model = build_model(spec)
@@ -142,6 +144,8 @@ def initial_model(spec: Any, init_from: Path | None) -> Any:
         report = transfer(source, model)
         logger.info("initialised from %s: %s", init_from, report)
         new_outputs = [s for s in spec.strides if f"head_s{s}_output_conv" not in report.copied]
+        copied = [s for s in spec.strides if s not in new_outputs]
+        reanchor_box_rows(model, spec, source_spec, copied)
     init_head(model, spec, source=source, source_spec=source_spec, strides=new_outputs)
     return model
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from ppe.model.heads import INITIAL_KERNEL_STD, init_head, prior_logit
+from ppe.model.bundle import save_model_dir
+from ppe.model.decode import decode
+from ppe.model.heads import INITIAL_KERNEL_STD, init_head, prior_logit, reanchor_box_rows
 from ppe.model.spec import YoloSpec
 from ppe.model.yolov3 import build_model
+from ppe.train.fit import initial_model
 
 SPEC = YoloSpec.default("yolov3_tiny", ("helmet", "head"), image_size=64)
 
@@ -68,3 +72,33 @@ def test_box_rows_are_copied_only_where_the_anchors_match() -> None:
     before = _rows(target, SPEC, 16)
     assert list(init_head(target, SPEC, strides=[32]).objectness_bias) == [32]
     np.testing.assert_array_equal(_rows(target, SPEC, 16)[1], before[1])
+
+
+def test_a_head_copied_from_other_anchors_keeps_predicting_the_same_boxes(tmp_path: Path) -> None:
+    # `train.init_from` a helmet/head model with Darknet's anchors, and `model.anchors` from
+    # `ppe data anchors`: the output convolutions are copied whole (same shape), so without the
+    # shift their size rows would stretch every box by (our anchor / its anchor).
+    keras.utils.set_random_seed(0)
+    source = build_model(SPEC)
+    rng = np.random.default_rng(0)
+    for stride in SPEC.strides:
+        layer = source.get_layer(f"head_s{stride}_output_conv")
+        kernel, bias = layer.get_weights()
+        layer.set_weights([kernel, rng.normal(0.0, 0.5, size=bias.shape).astype(bias.dtype)])
+    save_model_dir(source, SPEC, tmp_path / "source", {"source": "test"})
+    kmeans = YoloSpec.default(
+        "yolov3_tiny",
+        SPEC.class_names,
+        64,
+        anchors=[[3, 3], [4, 5], [6, 7], [10, 9], [13, 14], [19, 22]],
+    )
+    model = initial_model(kmeans, tmp_path / "source")
+    batch = rng.uniform(0.0, 1.0, size=(1, 64, 64, 3)).astype(np.float32)
+    theirs = decode([np.asarray(o) for o in source(batch)], SPEC)
+    ours = decode([np.asarray(o) for o in model(batch)], kmeans)
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-5, atol=1e-6)
+    # The control: the same raw outputs read with our anchors are other boxes.
+    unshifted = decode([np.asarray(o) for o in source(batch)], kmeans)
+    assert not np.allclose(unshifted[0], theirs[0], atol=1e-3)
+    assert reanchor_box_rows(build_model(SPEC), SPEC, SPEC, SPEC.strides) == []
