@@ -47,6 +47,11 @@ _BOX_ROWS = 4
 _OBJECTNESS_ROW = 4
 
 
+def _anchors_at(spec: YoloSpec, scale: int) -> list[tuple[int, int]]:
+    """The anchors (width, height in pixels) of output ``scale``, in its slot order."""
+    return [spec.anchors[i] for i in spec.masks[scale]]
+
+
 def prior_logit(probability: float) -> float:
     """``-log((1 - p) / p)``: the logit whose sigmoid is ``probability`` (0 < p < 1)."""
     if not 0.0 < probability < 1.0:
@@ -116,8 +121,7 @@ def init_head(
             and source_spec is not None
             and source_spec.architecture == spec.architecture
             and source_spec.masks[scale] == spec.masks[scale]
-            and [source_spec.anchors[i] for i in source_spec.masks[scale]]
-            == [spec.anchors[i] for i in spec.masks[scale]]
+            and _anchors_at(source_spec, scale) == _anchors_at(spec, scale)
         ):
             source_kernel, source_bias = source.get_layer(layer.name).get_weights()
             source_depth = 5 + source_spec.num_classes
@@ -160,10 +164,8 @@ def reanchor_box_rows(
         return shifted
     depth = 5 + spec.num_classes
     for scale, stride in enumerate(spec.strides):
-        ours = np.array([spec.anchors[i] for i in spec.masks[scale]], dtype=np.float64)
-        theirs = np.array(
-            [source_spec.anchors[i] for i in source_spec.masks[scale]], dtype=np.float64
-        )
+        ours = np.array(_anchors_at(spec, scale), dtype=np.float64)
+        theirs = np.array(_anchors_at(source_spec, scale), dtype=np.float64)
         if stride not in strides or ours.shape != theirs.shape or np.array_equal(ours, theirs):
             continue
         layer = model.get_layer(f"head_s{stride}_output_conv")
