@@ -136,13 +136,8 @@ def fit_for_budget(
     from ppe.model.training import FreezeBackbone, YoloTrainer, make_optimizer
 
     batch_size, peak_learning_rate = recipe.batch_size, recipe.learning_rate
-    dataset = build_dataset(
-        samples,
-        spec,
-        PipelineSpec(
-            batch_size, True, recipe.augment, recipe.max_boxes, recipe.shuffle_buffer, seed
-        ),
-    )
+    pipeline = PipelineSpec.from_train(recipe, training=True, seed=seed)
+    dataset = build_dataset(samples, spec, pipeline)
     steps_per_epoch = steps_for(len(samples), batch_size)
     if warmup_steps is None:
         warmup_steps = recipe.warmup_epochs * steps_per_epoch

@@ -218,11 +218,13 @@ def _budgeted_run(
     *,
     keep_raw: bool = False,
 ) -> _Run:
-    """The hardhat recipe with ``overrides``, from COCO, seed 0, for a budget (``make bench``'s).
+    """The hardhat recipe with ``overrides``, from COCO, for a budget (``make bench``'s).
 
-    Runs under the recipe's ``train.mixed_precision`` policy and ships a float32 copy, as ``ppe
-    train`` does. ``keep_raw``: also keep the raw weights of the last epoch's end, before ``fit``
-    writes the exponential averages in (they do not change the raw trajectory).
+    Seeded by the recipe's ``train.seed`` (0 in the profile; ``--set train.seed=N`` repeats a
+    recipe with other initial weights, shuffling and augmentation). Runs under the recipe's
+    ``train.mixed_precision`` policy and ships a float32 copy, as ``ppe train`` does.
+    ``keep_raw``: also keep the raw weights of the last epoch's end, before ``fit`` writes the
+    exponential averages in (they do not change the raw trajectory).
     """
     import keras
 
@@ -241,7 +243,7 @@ def _budgeted_run(
     train_recipe = config.train.model_copy(update={"init_from": coco})
     samples = load_split(voc, "train", CLASSES)
     raw: list[Any] = []
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(train_recipe.seed)
     with training_policy(train_recipe.mixed_precision) as policy:
         model = initial_model(spec, coco)
         callbacks = []
@@ -257,7 +259,7 @@ def _budgeted_run(
             samples,
             budget_s=budget_minutes * 60.0,
             recipe=train_recipe,
-            seed=0,
+            seed=train_recipe.seed,
             callbacks=callbacks,
         )
         model = float32_model(model, spec)

@@ -155,6 +155,9 @@ class TrainConfig(Section):
     # following the schedule; see ppe.model.training.make_optimizer).
     weight_decay: Annotated[float, Field(ge=0.0, le=0.1)] = 5e-4
     ignore_threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    # More positives per box: besides its best anchor, every anchor whose shape IoU with the box
+    # is above this trains on it too (YOLOv4's iou_thresh, e.g. 0.213); null: the best one only.
+    positive_anchor_iou: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     max_boxes: Annotated[int, Field(ge=1, le=1000)] = 100
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     seed: int = 0

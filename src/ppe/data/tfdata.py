@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ppe.config import AugmentConfig
+from ppe.config import AugmentConfig, TrainConfig
 from ppe.data.voc import Sample
 from ppe.model.spec import YoloSpec
 from ppe.model.targets import encode_targets
@@ -45,6 +45,8 @@ class PipelineSpec:
         max_boxes: boxes kept per image (the rest are dropped with a warning).
         shuffle_buffer: shuffle buffer size in images.
         seed: seed of shuffling and augmentation.
+        positive_anchor_iou: more positive anchors per box (see
+            :func:`ppe.model.targets.encode_targets`); ``None``: the best anchor only.
     """
 
     batch_size: int
@@ -53,6 +55,22 @@ class PipelineSpec:
     max_boxes: int = 100
     shuffle_buffer: int = 1024
     seed: int = 0
+    positive_anchor_iou: float | None = None
+
+    @classmethod
+    def from_train(
+        cls, train: TrainConfig, *, training: bool, seed: int | None = None
+    ) -> PipelineSpec:
+        """The pipeline a profile's ``train`` section asks for (``seed`` overrides its seed)."""
+        return cls(
+            batch_size=train.batch_size,
+            training=training,
+            augment=train.augment,
+            max_boxes=train.max_boxes,
+            shuffle_buffer=train.shuffle_buffer,
+            seed=train.seed if seed is None else seed,
+            positive_anchor_iou=train.positive_anchor_iou,
+        )
 
 
 def _pad_annotations(
@@ -257,7 +275,9 @@ def build_dataset(samples: Sequence[Sample], model_spec: YoloSpec, spec: Pipelin
     ) -> tuple[tf.Tensor, Any]:
         image_u8, box, label = element
         canvas, placed, kept = _prepare(image_u8, box, label, seed, size, spec)
-        return canvas, encode_targets(placed, kept, model_spec)
+        return canvas, encode_targets(
+            placed, kept, model_spec, spec.max_boxes, spec.positive_anchor_iou
+        )
 
     dataset = dataset.map(
         prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not spec.training

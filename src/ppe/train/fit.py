@@ -279,23 +279,10 @@ def _train(
     batch = config.train.batch_size
     steps = config.train.steps_per_epoch or steps_for(len(train_samples), batch)
     train_ds = build_dataset(
-        train_samples,
-        spec,
-        PipelineSpec(
-            batch,
-            True,
-            config.train.augment,
-            config.train.max_boxes,
-            config.train.shuffle_buffer,
-            config.train.seed,
-        ),
+        train_samples, spec, PipelineSpec.from_train(config.train, training=True)
     )
     val_ds = (
-        build_dataset(
-            val_samples,
-            spec,
-            PipelineSpec(batch, False, config.train.augment, config.train.max_boxes),
-        )
+        build_dataset(val_samples, spec, PipelineSpec.from_train(config.train, training=False))
         if val_samples
         else None
     )

@@ -79,6 +79,10 @@ def test_hash_changes_with_any_value() -> None:
             r"alert_min_frames \(K\) must not exceed alert_window_frames \(N\)",
         ),
         (["train.epochs"], r"write it as section.key=value"),
+        (
+            ["train.positive_anchor_iou=0"],
+            r"train.positive_anchor_iou: Input should be greater than 0",
+        ),
         (["train.freeze_backbone_epochs=2"], r"freeze_backbone_epochs .* set train.init_from"),
         (
             ["train.init_from=weights", "train.epochs=3", "train.freeze_backbone_epochs=4"],

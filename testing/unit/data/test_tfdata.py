@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ppe.config import AugmentConfig
+from ppe.config import AugmentConfig, TrainConfig
 from ppe.data.tfdata import PipelineSpec, build_dataset
 from ppe.data.voc import Sample
 from ppe.model.preprocess import letterbox
@@ -75,3 +75,22 @@ def test_training_pipeline_batches_augments_and_repeats(tmp_path: Path) -> None:
 def test_empty_split_is_refused() -> None:
     with pytest.raises(ValueError, match="no images"):
         build_dataset([], SPEC, PipelineSpec(1, False, AugmentConfig()))
+
+
+def test_pipeline_from_train_section_carries_its_settings_to_the_targets(tmp_path: Path) -> None:
+    train = TrainConfig(
+        batch_size=2, max_boxes=5, shuffle_buffer=7, seed=11, positive_anchor_iou=0.05
+    )
+    spec = PipelineSpec.from_train(train, training=False)
+    assert spec == PipelineSpec(2, False, train.augment, 5, 7, 11, 0.05)
+    assert PipelineSpec.from_train(train, training=True, seed=3).seed == 3
+    samples = [_sample(tmp_path, 64, 64)]
+
+    def positives(pipeline: PipelineSpec) -> float:
+        _, targets = next(iter(build_dataset(samples, SPEC, pipeline)))
+        assert targets["boxes"].shape == (1, pipeline.max_boxes, 4)
+        return float(sum(targets[key].numpy()[..., 4].sum() for key in ("stride_32", "stride_16")))
+
+    # Two boxes: one positive each with the best anchor only, more with a low threshold.
+    assert positives(PipelineSpec.from_train(TrainConfig(batch_size=1), training=False)) == 2
+    assert positives(spec) > 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,7 +14,7 @@ from ppe.model.targets import BOXES_KEY, encode_targets, target_keys
 SPEC = YoloSpec.default("yolov3", ("helmet", "head"), image_size=416)
 
 
-def _encode(boxes: list[list[float]], labels: list[int], **kwargs: int) -> dict[str, np.ndarray]:
+def _encode(boxes: list[list[float]], labels: list[int], **kwargs: Any) -> dict[str, np.ndarray]:
     encoded = encode_targets(
         tf.constant(boxes, tf.float32, shape=(len(boxes), 4)),
         tf.constant(labels, tf.int32, shape=(len(labels),)),
@@ -119,3 +121,45 @@ def test_tiny_targets_skip_the_unused_anchor_and_fill_both_outputs_of_a_shared_o
     shared = encode([0.3, 0.3, 0.3 + 81 / 416, 0.3 + 82 / 416])
     assert np.argwhere(shared["stride_32"][..., 4] == 1)[:, 2].tolist() == [0]
     assert np.argwhere(shared["stride_16"][..., 4] == 1)[:, 2].tolist() == [2]
+
+
+def test_positive_anchor_iou_adds_every_anchor_above_it_at_the_centre_cell() -> None:
+    # 120 x 92 px at 416. Shape IoU with the anchors: (116, 90) 0.946 (stride 32, slot 0),
+    # (59, 119) 0.430 (stride 16, slot 2), (156, 198) 0.357 (stride 32, slot 1), the rest < 0.26.
+    xmin, ymin = 90 / 416, 200 / 416
+    box = [xmin, ymin, xmin + 120 / 416, ymin + 92 / 416]
+    centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+    def positives(**kwargs: float) -> list[tuple[str, int, int, int]]:
+        targets = _encode([box], [1], **kwargs)
+        return [
+            (key, int(row), int(column), int(slot))
+            for key in target_keys(SPEC)
+            for row, column, slot in np.argwhere(targets[key][..., 4] == 1)
+        ]
+
+    def cell(grid: int) -> tuple[int, int]:
+        return int(centre_y * grid), int(centre_x * grid)
+
+    assert positives() == [("stride_32", *cell(13), 0)]
+    assert positives(positive_anchor_iou=0.4) == [
+        ("stride_32", *cell(13), 0),
+        ("stride_16", *cell(26), 2),
+    ]
+    assert positives(positive_anchor_iou=0.3) == [
+        ("stride_32", *cell(13), 0),
+        ("stride_32", *cell(13), 1),
+        ("stride_16", *cell(26), 2),
+    ]
+    # Every extra positive carries the box and its class, like the best one.
+    targets = _encode([box], [1], positive_anchor_iou=0.3)
+    row, column = cell(26)
+    np.testing.assert_allclose(targets["stride_16"][row, column, 2], [*box, 1.0, 1.0], rtol=1e-6)
+    # Above every IoU (1.0): the best anchor still trains, alone.
+    assert positives(positive_anchor_iou=1.0) == [("stride_32", *cell(13), 0)]
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.2, 1.5])
+def test_positive_anchor_iou_outside_its_range_is_refused(threshold: float) -> None:
+    with pytest.raises(ValueError, match=r"positive_anchor_iou must be in \(0, 1\]"):
+        _encode([[0.1, 0.1, 0.3, 0.4]], [0], positive_anchor_iou=threshold)
