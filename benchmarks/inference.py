@@ -1,7 +1,8 @@
 """Inference: Keras fp32, LiteRT, ONNX Runtime and OpenVINO on the same model, batch 1, 2 threads.
 
-Latency is the forward pass alone, batch 1, at the benchmark size (416), after warm-up: from the
-letterboxed image in the backend's own input type to float head outputs (raw heads for Keras, the
+Latency is the forward pass alone, batch 1, at the measured model's size (see
+:mod:`benchmarks.models`), after warm-up: from the letterboxed image in the backend's own input
+type to float head outputs (raw heads for Keras, the
 export's ``output_layout`` for LiteRT, see :mod:`ppe.model.decode`). Keras takes float32 in
 [0, 1]; the LiteRT files take what the edge runtime builds for them in its letterbox
 (:meth:`ppe.edge.runtime.LiteRTDetector.network_input`: float32 for fp32, int8 for int8, through

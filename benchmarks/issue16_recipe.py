@@ -20,6 +20,10 @@ settings) once for M minutes through ``make bench``'s budgeted path with ``train
 and compares the averaged weights with the raw ones of the same run (paired bootstrap on the
 validation split).
 
+``--score MODEL_DIR [--score MODEL_DIR ...] [--sizes 416,512]`` instead scores model folders
+(no training) at the size each was trained at and at each of ``--sizes`` (the network rebuilt at
+that size, every weight copied), and pairs every model with the first at their own sizes.
+
 ``--variant-minutes M --set KEY=VALUE ... [--against MODEL_DIR]`` trains the ``hardhat`` recipe
 with those settings (``ppe --set`` syntax, e.g. ``train.mixed_precision=bfloat16``) for M minutes
 through the same path and scores it on the validation split; with ``--against`` (a model folder
@@ -364,6 +368,35 @@ def _variant_paired(
     return results
 
 
+def _across_sizes(voc: Path, models: Sequence[Path], sizes: Sequence[int], work: Path) -> Any:
+    """mAP@0.5 of each model at the size it was trained at and at each of ``sizes``.
+
+    Every model after the first is also paired with the first, each at its own size, on the same
+    validation images.
+    """
+    from benchmarks.models import rebuild_at_size
+    from ppe.model.bundle import load_model_dir
+
+    results: dict[str, Any] = {"scored_split": SCORED_SPLIT, "images": _scored_images(voc)}
+    scored: dict[str, Any] = {}
+    for index, folder in enumerate(models):
+        label = f"{folder.parent.name}/{folder.name}"
+        trained_at = load_model_dir(folder)[1].image_size
+        by_size: dict[str, float] = {}
+        for size in sorted({trained_at, *sizes}):
+            rebuilt = rebuild_at_size(folder, size, work / f"model{index}_at{size}")
+            outcome = _score_outcomes(rebuilt, voc, SCORED_SPLIT)
+            by_size[str(size)] = round(float(outcome.map50), 4)
+            if size == trained_at:
+                scored[label] = outcome.outcomes
+        results[label] = {"trained_at": trained_at, "map50_at": by_size}
+    first, *rest = scored
+    results["paired_with_first"] = {
+        label: {"against": first, **_paired(scored[label], scored[first])} for label in rest
+    }
+    return results
+
+
 def _write(document: dict[str, Any], out: Path) -> None:
     """Write the experiment's JSON to ``out`` (folders made) and echo it on stdout."""
     text = json.dumps(document, indent=2) + "\n"
@@ -393,9 +426,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--against", type=Path, help="model folder to pair the variant with")
+    parser.add_argument(
+        "--score",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="MODEL_DIR",
+        help="instead: score these model folders at their own size and at --sizes (no training)",
+    )
+    parser.add_argument("--sizes", default="416,512", help="input sizes for --score")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     started = time.time()
+    if args.score:
+        with tempfile.TemporaryDirectory() as scratch:
+            voc = _voc(args.data, Path(scratch))
+            sizes = [int(size) for size in args.sizes.split(",")]
+            result = _across_sizes(voc, args.score, sizes, Path(scratch))
+        document = {
+            "experiment": "issue16_across_sizes",
+            "data": args.data.name,
+            "across_sizes": result,
+            "seconds": round(time.time() - started, 1),
+        }
+        _write(document, args.out)
+        return 0
     if args.variant_minutes or args.ema_minutes:
         work = args.work or Path(tempfile.mkdtemp())
         voc = _voc(args.data, work)

@@ -4,14 +4,17 @@ One model serves all three inference backends and the edge server. It is, in ord
 
 1. the model folder given with ``--model PATH``;
 2. with ``--model auto`` (the default): the ``real_data`` benchmark's model fine-tuned from COCO in
-   this run (trained at 416 px on the real photos; scored on their validation split), else the
+   this run (trained on the real photos at the ``hardhat`` profile's size and measured at that
+   size, as it ships; scored on their validation split), else the
    champion of the local registry (``outputs/registry``, the demo's model name), else the latest
    ``outputs/runs/*/train/model``;
 3. otherwise (or with ``--model train``): YOLOv3-tiny trained here from scratch on procedural
    hard-hat scenes for a fixed wall-clock budget (``--model-train-minutes``).
 
-A model trained at another input size is rebuilt at the benchmark's size (416) with every weight
-copied (the network is fully convolutional; only the input shape changes).
+Any other model trained at another input size is rebuilt at the benchmark's ``--image-size`` (416)
+with every weight copied (the network is fully convolutional; only the input shape changes). That
+serves speed only: its mAP at the new size is not the model's (section 8 of
+``experiments/issue16_recipe.md``).
 
 Evaluation data: for the real-data model, the real photos' validation split (its train split
 calibrates int8); else the test split of the pipeline run that produced the model when its
@@ -136,7 +139,7 @@ def _has_split(data: Path | None, split: str) -> bool:
         return False
 
 
-def _resize(model_dir: Path, size: int, out: Path) -> Path:
+def rebuild_at_size(model_dir: Path, size: int, out: Path) -> Path:
     """Rebuild a model folder's network at input ``size`` with every weight copied."""
     from ppe.errors import PpeError
     from ppe.model.bundle import load_model_dir, save_model_dir
@@ -221,6 +224,7 @@ def prepare_model(context: Context) -> PreparedModel:
     repo_root = Path(context.repo_root)
     found: tuple[Path, str, Path | None] | None = None
     eval_split = EVAL_SPLIT
+    real_data = False
     if context.model not in ("auto", "train"):
         path = Path(context.model)
         if not (path / "model.json").is_file():
@@ -229,7 +233,7 @@ def prepare_model(context: Context) -> PreparedModel:
     elif context.model == "auto":
         real = _real_data_model(context)
         if real is not None:
-            found, eval_split = real, "val"
+            found, eval_split, real_data = real, "val", True
         else:
             found = _registry_champion(repo_root) or _latest_run_model(repo_root)
     training = None
@@ -261,7 +265,11 @@ def prepare_model(context: Context) -> PreparedModel:
             f"{images // 2} held-out procedural scenes ({PROFILE} profile, seed "
             f"{context.seed + EVAL_SEED_OFFSET}; the other half calibrates int8)"
         )
-    model_dir = _resize(model_dir, context.image_size, folder / "resized")
+    if not real_data:
+        # The real-data model is measured at the size it was trained at, the size it ships at:
+        # these models do not carry across sizes (issue16_recipe.md, section 8: trained at 512,
+        # 0.81 at 512 and 0.54 at 416).
+        model_dir = rebuild_at_size(model_dir, context.image_size, folder / "resized")
     prepared = PreparedModel(
         model_dir=str(model_dir),
         origin=origin,

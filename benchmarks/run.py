@@ -101,7 +101,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--image-size",
         type=int,
         default=416,
-        help="inference and serving input size, a multiple of 32 (default 416)",
+        help=(
+            "inference and serving input size, a multiple of 32 (default 416); the real-data "
+            "model is measured at the size it was trained at"
+        ),
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every generator (default 0)")
     parser.add_argument(

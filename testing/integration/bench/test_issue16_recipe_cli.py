@@ -77,6 +77,21 @@ def test_ema_then_a_variant_paired_with_its_raw_model(
     paired = against["variant_minus_against"]
     assert paired["difference"] == pytest.approx(result["map50"] - against["map50"], abs=1e-3)
 
+    # --score: both models at their own size (96) and rebuilt at 128, paired with the first.
+    variant_model = tmp_path / "variant" / "variant"
+    out = tmp_path / "sizes.json"
+    paths = ["--data", str(photos), "--weights", str(darknet_weights), "--out", str(out)]
+    sizes = ["--score", str(raw), "--score", str(variant_model), "--sizes", "128"]
+    assert main([*paths, *sizes]) == 0
+    scores = json.loads(out.read_text())["across_sizes"]
+    assert (scores["scored_split"], scores["images"]) == ("val", 4)
+    first, second = "ema/ema_paired_raw", "variant/variant"
+    assert scores[first]["trained_at"] == scores[second]["trained_at"] == 96
+    assert set(scores[first]["map50_at"]) == {"96", "128"}
+    assert scores[first]["map50_at"]["96"] == pytest.approx(against["map50"], abs=1e-4)
+    assert scores[second]["map50_at"]["96"] == pytest.approx(result["map50"], abs=1e-4)
+    assert scores["paired_with_first"] == {second: {"against": first, **paired}}
+
 
 def test_an_unknown_setting_is_named_before_any_training(
     photos: Path, darknet_weights: Path, tmp_path: Path

@@ -21,7 +21,7 @@ def test_packaged_profiles_load_and_differ() -> None:
 def test_hardhat_profile_is_the_real_photo_recipe() -> None:
     config = load_config("hardhat")
     assert config.name == "hardhat"
-    assert (config.model.architecture, config.model.image_size) == ("yolov3_tiny", 416)
+    assert (config.model.architecture, config.model.image_size) == ("yolov3_tiny", 512)
     assert config.train.init_from == Path("outputs/weights/tiny-coco")
     assert config.model.anchors is None  # Darknet's: COCO's box rows stay usable
     assert (config.data.source, config.data.path) == ("import", Path("data/hardhat_voc"))
