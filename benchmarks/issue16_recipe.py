@@ -439,9 +439,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO)
     started = time.time()
     if args.score:
+        if args.overrides or args.variant_minutes or args.ema_minutes:
+            parser.error(
+                "--score scores saved models: drop --set, --variant-minutes and --ema-minutes"
+            )
+        try:
+            sizes = [int(size) for size in args.sizes.split(",")]
+        except ValueError:
+            parser.error(f"--sizes {args.sizes!r}: give input sizes such as 416,512")
         with tempfile.TemporaryDirectory() as scratch:
             voc = _voc(args.data, Path(scratch))
-            sizes = [int(size) for size in args.sizes.split(",")]
             result = _across_sizes(voc, args.score, sizes, Path(scratch))
         document = {
             "experiment": "issue16_across_sizes",

@@ -107,3 +107,21 @@ def test_an_unknown_setting_is_named_before_any_training(
             "train.no_such_key=1",
         )
     assert not (tmp_path / "variant").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "model.image_size=96"], "--score scores saved models: drop --set"),
+        (["--sizes", "416,big"], "--sizes '416,big': give input sizes such as 416,512"),
+    ],
+)
+def test_score_refuses_settings_it_would_ignore_and_bad_sizes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    args = ["--data", str(tmp_path), "--weights", str(tmp_path / "w"), "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--score", str(tmp_path), *extra])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
