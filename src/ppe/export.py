@@ -2,7 +2,7 @@
 
 Output folder::
 
-    model_fp32.tflite    float32 LiteRT model (outputs in the ``split`` layout, see below)
+    model_fp32.tflite    float32 LiteRT model (outputs in ``export.output_layout``, see below)
     model_int8.tflite    full-integer int8 model (int8 input, int8 ops, int8 outputs); the
                          representative data are letterboxed train-split images
     labels.txt           class names, one a line, in output order
@@ -13,13 +13,14 @@ Output folder::
     metrics.json         mAP@0.5, AP per class and batch-1 latency of Keras, LiteRT fp32 and int8
                          on the same evaluation split, with the same decode and NMS
 
-The LiteRT files take the letterboxed image (see :func:`ppe.model.preprocess.letterbox`). By default
-they return the ``split`` layout of :mod:`ppe.model.decode`: per scale, box values (sigmoid cell
-offsets and log-sizes) and class scores (probabilities) as separate outputs, computed inside the
-graph, so the int8 model quantises each with its own scale instead of one scale for box offsets,
-objectness and class logits together (the ``raw`` layout, still written on request and read by the
-runtime). Box decoding and NMS run in NumPy (:mod:`ppe.model.decode`) on the device, exactly as in
-evaluation.
+The LiteRT files take the letterboxed image (see :func:`ppe.model.preprocess.letterbox`). Their
+outputs follow ``export.output_layout`` (:mod:`ppe.model.decode`): ``raw`` (the default), the head's
+convolution outputs, one per scale, which the int8 model quantises with one scale for box offsets,
+objectness and class logits together; or ``split``, per scale box values (sigmoid cell offsets and
+log-sizes) and class scores (probabilities) as separate outputs computed inside the graph, each
+with its own int8 scale. Which one loses less mAP is measured in
+``benchmarks/experiments/issue16_recipe.md`` (sections 5 and 10). Box decoding and NMS run in NumPy
+(:mod:`ppe.model.decode`) on the device, exactly as in evaluation.
 """
 
 from __future__ import annotations
