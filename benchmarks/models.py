@@ -55,6 +55,8 @@ class PreparedModel:
         eval_split: split scored for mAP.
         calibration_split: split whose images calibrate int8.
         training: summary of the training done here, or None.
+        profile: the packaged profile the model was trained with, whose ``export`` section
+            (output layout) the LiteRT export follows, as ``ppe export --config`` would.
     """
 
     model_dir: str
@@ -64,6 +66,7 @@ class PreparedModel:
     eval_split: str = EVAL_SPLIT
     calibration_split: str = CALIBRATION_SPLIT
     training: dict[str, Any] | None = None
+    profile: str = PROFILE
 
 
 def _synthesize(out: Path, num_images: int, seed: int, train_fraction: float) -> Path:
@@ -225,6 +228,7 @@ def prepare_model(context: Context) -> PreparedModel:
     found: tuple[Path, str, Path | None] | None = None
     eval_split = EVAL_SPLIT
     real_data = False
+    profile = PROFILE
     if context.model not in ("auto", "train"):
         path = Path(context.model)
         if not (path / "model.json").is_file():
@@ -233,7 +237,10 @@ def prepare_model(context: Context) -> PreparedModel:
     elif context.model == "auto":
         real = _real_data_model(context)
         if real is not None:
+            from benchmarks.real_data import PROFILE as REAL_DATA_PROFILE
+
             found, eval_split, real_data = real, "val", True
+            profile = REAL_DATA_PROFILE
         else:
             found = _registry_champion(repo_root) or _latest_run_model(repo_root)
     training = None
@@ -277,6 +284,7 @@ def prepare_model(context: Context) -> PreparedModel:
         data_origin=data_origin,
         eval_split=eval_split,
         training=training,
+        profile=profile,
     )
     record.write_text(json.dumps(asdict(prepared), indent=2))
     return prepared
@@ -343,7 +351,7 @@ def export_litert(context: Context, prepared: PreparedModel) -> dict[str, Path]:
     files = {"litert_fp32": folder / FP32_FILE, "litert_int8": folder / INT8_FILE}
     if all(path.is_file() for path in files.values()):
         return files
-    from ppe.config import ExportConfig
+    from ppe.config import load_config
     from ppe.data.voc import load_split
     from ppe.export import convert, litert_manifest, representative_images
     from ppe.model.bundle import load_model_dir
@@ -352,7 +360,8 @@ def export_litert(context: Context, prepared: PreparedModel) -> dict[str, Path]:
     model, spec, metadata = load_model_dir(prepared.model_dir)
     calibration = load_split(prepared.data_dir, prepared.calibration_split, list(spec.class_names))
     representative = representative_images(calibration, spec.image_size, calibration_count(context))
-    layout = ExportConfig().output_layout  # what `ppe export` writes by default
+    # What `ppe export --config <profile>` writes for this model.
+    layout = load_config(prepared.profile).export.output_layout
     written = convert(model, spec, representative, folder, layout)
     (folder / "labels.txt").write_text("".join(f"{name}\n" for name in spec.class_names))
     (folder / "model.json").write_text(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from benchmarks.common import CLASSES, Context
-from benchmarks.models import prepare_model
+from benchmarks.models import PROFILE, export_litert, prepare_model
 from benchmarks.real_data import MODEL_DIR, VOC_DIR
+from benchmarks.real_data import PROFILE as REAL_DATA_PROFILE
 
 from ppe.config import SplitConfig, load_config
 from ppe.data.synthetic import synthesize
@@ -37,6 +39,14 @@ def test_auto_prefers_the_model_fine_tuned_on_real_photos_in_this_run(tmp_path: 
     assert prepared.eval_split == "val" and prepared.calibration_split == "train"
     assert prepared.data_origin == "validation split of the real hard-hat photos"
     assert prepared.training is None
+    # Its LiteRT files are what `ppe export --config hardhat` writes: that profile's output layout
+    # (split), not the default one (raw, the demo profile's).
+    assert prepared.profile == REAL_DATA_PROFILE
+    layout = load_config(REAL_DATA_PROFILE).export.output_layout
+    assert layout != load_config(PROFILE).export.output_layout
+    files = export_litert(context, prepared)
+    manifest = json.loads((files["litert_int8"].parent / "model.json").read_text())
+    assert manifest["output_layout"] == layout
 
 
 def test_the_real_data_model_keeps_its_size_and_other_models_take_the_bench_size(
@@ -70,4 +80,5 @@ def test_the_real_data_model_keeps_its_size_and_other_models_take_the_bench_size
     given = Context(True, str(other_work), str(repo), model=str(tmp_path / "given"), image_size=96)
     other = prepare_model(given)
     assert Path(other.model_dir) != tmp_path / "given"
+    assert other.profile == PROFILE
     assert load_model_dir(Path(other.model_dir))[1].image_size == 96
