@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -187,3 +188,11 @@ def env_path(explicit: str | None, variable: str) -> Path | None:
     """The path given on the command line, else the one in ``variable``, else None."""
     value = explicit or os.environ.get(variable)
     return Path(value).expanduser() if value else None
+
+
+def write_record(document: dict[str, Any], out: Path) -> None:
+    """Write an experiment's JSON record to ``out`` (folders made) and echo it on stdout."""
+    text = json.dumps(document, indent=2) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    sys.stdout.write(text)

@@ -14,13 +14,14 @@ model's on the evaluation photos (every anchor the fp32 model scores at least ``
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.common import write_record
 
 logger = logging.getLogger("benchmarks.issue16_int8")
 
@@ -82,6 +83,18 @@ def _int8_vs_fp32(folder: Path, samples: list[Any], min_score: float) -> dict[st
     }
 
 
+def export_experiment_parser(description: str) -> argparse.ArgumentParser:
+    """The options of the int8 export experiments: one model folder, its data, the record."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", type=Path, required=True, help="a model folder (ppe train)")
+    parser.add_argument("--data", type=Path, required=True, help="its Pascal VOC dataset")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--config", default="hardhat")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--threads", type=int, default=2)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Export with each layout and write the comparison JSON."""
     from ppe.config import load_config
@@ -90,13 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from ppe.model.bundle import read_model_json
     from ppe.model.decode import OUTPUT_LAYOUTS
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True, help="a model folder (ppe train)")
-    parser.add_argument("--data", type=Path, required=True, help="its Pascal VOC dataset")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--config", default="hardhat")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--threads", type=int, default=2)
+    parser = export_experiment_parser(__doc__.splitlines()[0])
     parser.add_argument("--min-score", type=float, default=0.1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
@@ -133,9 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "layouts": layouts,
         "seconds": round(time.time() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    write_record(document, args.out)
     return 0
 
 

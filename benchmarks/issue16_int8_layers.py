@@ -20,16 +20,16 @@ backends, with its batch-1 latency.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
-import json
 import logging
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.common import write_record
 
 logger = logging.getLogger("benchmarks.issue16_int8_layers")
 
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     """Export, find the layers with the largest int8 error, and score selective models."""
     import tensorflow as tf
 
+    from benchmarks.issue16_int8 import export_experiment_parser
     from ppe.config import load_config
     from ppe.data.voc import load_split
     from ppe.evaluate.detect import detect_split
@@ -71,13 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from ppe.litert import LiteRTModel
     from ppe.model.bundle import load_model_dir
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True, help="a model folder (ppe train)")
-    parser.add_argument("--data", type=Path, required=True, help="its Pascal VOC dataset")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--config", default="hardhat")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--threads", type=int, default=2)
+    parser = export_experiment_parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--keep-float",
         default="1,2,4",
@@ -163,9 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "selective": selective,
         "seconds": round(time.time() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    write_record(document, args.out)
     return 0
 
 

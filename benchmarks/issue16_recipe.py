@@ -34,7 +34,6 @@ difference of the two models on the same images.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
@@ -45,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.common import write_record
 
 logger = logging.getLogger("benchmarks.issue16_recipe")
 
@@ -397,14 +398,6 @@ def _across_sizes(voc: Path, models: Sequence[Path], sizes: Sequence[int], work:
     return results
 
 
-def _write(document: dict[str, Any], out: Path) -> None:
-    """Write the experiment's JSON to ``out`` (folders made) and echo it on stdout."""
-    text = json.dumps(document, indent=2) + "\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    sys.stdout.write(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the three experiments and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -456,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             "across_sizes": result,
             "seconds": round(time.time() - started, 1),
         }
-        _write(document, args.out)
+        write_record(document, args.out)
         return 0
     if args.variant_minutes or args.ema_minutes:
         work = args.work or Path(tempfile.mkdtemp())
@@ -477,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
             key: result,
             "seconds": round(time.time() - started, 1),
         }
-        _write(document, args.out)
+        write_record(document, args.out)
         return 0
     with tempfile.TemporaryDirectory() as work:
         voc = _voc(args.data, Path(work))
@@ -490,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": 0.0,
         }
     document["seconds"] = round(time.time() - started, 1)
-    _write(document, args.out)
+    write_record(document, args.out)
     return 0
 
 
