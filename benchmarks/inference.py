@@ -281,6 +281,8 @@ def run(context: Context) -> dict[str, Any]:
             "keras_path": "tf.function graph call (predict_on_batch also reported)",
             "model": prepared.origin,
             "model_training": prepared.training,
+            "profile": prepared.profile,
+            "litert_output_layout": layouts.get("litert_int8", layouts.get("litert_fp32")),
             "eval_data": prepared.data_origin,
             "eval_images": len(samples),
             "score_threshold": settings.score_threshold,

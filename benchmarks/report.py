@@ -186,7 +186,14 @@ def _inference(result: dict[str, Any]) -> list[str]:
     keras = backends.get("keras_fp32", {})
     lines += _table(header, rows)
     lines += [
-        f"Model: {settings.get('model')}. Evaluation: {settings.get('eval_data')} "
+        f"Model: {settings.get('model')}"
+        + (
+            f"; LiteRT files with `{settings['litert_output_layout']}` outputs (the "
+            f"`{settings.get('profile')}` profile's `export.output_layout`)"
+            if settings.get("litert_output_layout")
+            else ""
+        )
+        + f". Evaluation: {settings.get('eval_data')} "
         f"({settings.get('eval_images')} images, score threshold "
         f"{settings.get('score_threshold')}, NMS IoU {settings.get('nms_iou_threshold')}). "
         f"Latency: {settings.get('latency')}, {settings.get('latency_runs')} runs each; Keras as "

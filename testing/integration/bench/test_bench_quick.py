@@ -20,6 +20,8 @@ import pytest
 from benchmarks.report import QUICK_BANNER, render
 from benchmarks.run import public_command
 
+from ppe.config import load_config
+
 #: About this many seconds on 2 cores: scheduled first (testing/conftest.py).
 pytestmark = pytest.mark.heavy(70)
 
@@ -124,6 +126,9 @@ def test_inference_backends(quick_run: tuple[dict[str, Any], Path, Path]) -> Non
     assert settings["image_size"] == 128 and settings["threads"] == 2
     assert settings["tensorflow_threads"] == {"intra_op": 2, "inter_op": 2}
     assert "trained here" in settings["model"]
+    # The LiteRT files are what `ppe export --config demo` writes, and the table says which layout.
+    assert settings["profile"] == "demo"
+    assert settings["litert_output_layout"] == load_config("demo").export.output_layout
 
 
 def settings_versions(inference: dict[str, Any]) -> set[str]:
@@ -187,6 +192,8 @@ def test_missing_prerequisites_are_skipped_without_figures(
 def test_markdown_is_rendered_from_the_json(quick_run: tuple[dict[str, Any], Path, Path]) -> None:
     document, path, markdown = quick_run
     text = markdown.read_text()
+    layout = document["benchmarks"]["inference"]["settings"]["litert_output_layout"]
+    assert f"LiteRT files with `{layout}` outputs (the `demo` profile's" in text
     assert text == render(document, path.name)
     assert QUICK_BANNER in text
     for backend in ("keras_fp32", *BACKENDS):
