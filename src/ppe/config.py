@@ -240,7 +240,8 @@ class ExportConfig(Section):
     representative_images: Annotated[int, Field(ge=1, le=10_000)] = 100
     #: The LiteRT files' outputs (ppe.model.decode.OUTPUT_LAYOUTS): ``raw``, one output per
     #: scale, or ``split``, box and score outputs apart, each with its own int8 scale. Measured
-    #: on converged models, raw lost less (benchmarks/experiments/issue16_recipe.md, 5b).
+    #: (benchmarks/experiments/issue16_recipe.md): raw lost less on the 416 px models (5b), split
+    #: on the three 512 px ones (10, 11), so the ``hardhat`` profile sets split.
     output_layout: Literal["raw", "split"] = "raw"
 
 
