@@ -32,6 +32,14 @@ def _score(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _measured(value: Any, unit: str) -> str:
+    """A target's measured figure: an mAP with three decimals (two would print 0.7965 as 0.80
+    beside a "no" for a 0.80 target), anything else as :func:`_fmt` does."""
+    if unit.startswith("mAP") and isinstance(value, float):
+        return _score(value)
+    return _fmt(value)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
@@ -83,10 +91,11 @@ def _machine(document: dict[str, Any]) -> list[str]:
 def _targets(document: dict[str, Any]) -> list[str]:
     rows = []
     for item in document.get("targets", []):
+        unit = item.get("unit", "")
         measured = (
             "not measured"
             if item.get("measured") is None
-            else f"{_fmt(item['measured'])} {item.get('unit', '')}".strip()
+            else f"{_measured(item['measured'], unit)} {unit}".strip()
         )
         met = "not measured" if item.get("status") == "not_measured" else _fmt(item.get("met"))
         rows.append((item["target"], measured, met, item.get("note") or ""))
@@ -411,7 +420,11 @@ def _edge_image(result: dict[str, Any]) -> list[str]:
                 result.get("image_mb"),
                 result.get("our_layers_mb"),
                 result.get("local_base_mb"),
-                f"{result.get('official_base')}: {result.get('official_base_mb')}",
+                (
+                    f"{result['official_base']}: {_fmt(result.get('official_base_mb'))}"
+                    if result.get("official_base")
+                    else "n/a (not recorded)"
+                ),
                 result.get("build_s"),
                 result.get("startup_s"),
                 ", ".join(f"{value:.2f}" for value in result.get("startup_s_all", [])),

@@ -234,6 +234,20 @@ def write_markdown(document: dict[str, Any], json_path: Path, markdown_path: Pat
     markdown_path.write_text(render(document, source), encoding="utf-8")
 
 
+def rendered_markdown_path(results: Path, out: Path | None) -> Path:
+    """Where ``--render RESULTS [--out OUT]`` writes its Markdown.
+
+    ``OUT/RESULTS.md`` when ``--out`` is given; ``benchmarks/RESULTS.md`` for a JSON directly in
+    ``benchmarks/results/`` (however the path is spelt: relative, absolute or through a link);
+    else ``RESULTS.md`` beside the JSON (a partial run's own folder).
+    """
+    if out is not None:
+        return out / "RESULTS.md"
+    if results.resolve().parent == (BENCH_DIR / "results").resolve():
+        return BENCH_DIR / "RESULTS.md"
+    return results.parent / "RESULTS.md"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected benchmarks; 0 unless one of them failed."""
     args = get_args_parser().parse_args(argv)
@@ -242,11 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     if args.render is not None:
         document = json.loads(args.render.read_text())
-        markdown = (
-            args.render.parent / "RESULTS.md" if args.out is None else args.out / "RESULTS.md"
-        )
-        if args.out is None and args.render.parent == BENCH_DIR / "results":
-            markdown = BENCH_DIR / "RESULTS.md"
+        markdown = rendered_markdown_path(args.render, args.out)
         write_markdown(document, args.render, markdown)
         sys.stdout.write(f"wrote {markdown}\n")
         return 0

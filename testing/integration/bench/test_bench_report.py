@@ -95,3 +95,68 @@ def test_markdown_has_a_row_per_backend_and_client_count() -> None:
         for clients in PHASES:
             assert f"| {backend} | {clients} | 40 | 0 |" in text
     assert "`python -m benchmarks.peer_server`" in text
+
+
+def test_an_map_target_is_printed_with_three_decimals() -> None:
+    """0.7968 against a 0.80 target: two decimals would print "0.80 ... no"."""
+    target = {
+        "id": "real_map50_from_coco",
+        "target": "mAP@0.5 >= 0.8",
+        "measured": 0.7968,
+        "met": False,
+        "unit": "mAP@0.5",
+        "note": "935 steps (37.4 epochs, 8.3 images/s)",
+    }
+    ratio = {"id": "speed", "target": "4x", "measured": 6.734, "met": True, "unit": "x"}
+    text = render({"mode": "full", "targets": [target, ratio]})
+    assert "| mAP@0.5 >= 0.8 | 0.797 mAP@0.5 | no | 935 steps (37.4 epochs, 8.3 images/s) |" in text
+    assert "| 4x | 6.73 x | yes |" in text
+
+
+def test_render_of_the_last_full_run_writes_the_top_level_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--render benchmarks/results/<date>.json``, as benchmarks/README.md spells it (relative,
+    from the repository root), regenerates ``benchmarks/RESULTS.md``, not a page inside
+    ``results/``; a partial run's folder keeps its own page, and ``--out`` wins."""
+    from benchmarks.run import BENCH_DIR, rendered_markdown_path
+
+    root = BENCH_DIR.parent
+    monkeypatch.chdir(root)
+    top = BENCH_DIR / "RESULTS.md"
+    assert rendered_markdown_path(Path("benchmarks/results/2026-12-02.json"), None) == top
+    assert rendered_markdown_path(root / "benchmarks/results/2026-12-02.json", None) == top
+    partial = Path("benchmarks/results/2026-12-02-split/2026-12-02.json")
+    assert rendered_markdown_path(partial, None) == partial.parent / "RESULTS.md"
+    assert rendered_markdown_path(partial, tmp_path) == tmp_path / "RESULTS.md"
+
+
+@pytest.mark.parametrize(
+    ("recorded", "cell"),
+    [
+        (
+            {"official_base": "python:3.11-slim", "official_base_mb": 130.5},
+            "python:3.11-slim: 130.50",
+        ),
+        ({}, "n/a (not recorded)"),
+    ],
+    ids=["recorded", "an older run without it"],
+)
+def test_edge_image_row_names_the_official_base_or_says_it_was_not_recorded(
+    recorded: dict[str, Any], cell: str
+) -> None:
+    result = {
+        "status": "ok",
+        "settings": {"base_image": "ppe-local/python"},
+        "image_mb": 522.5,
+        "our_layers_mb": 298.1,
+        "local_base_mb": 224.4,
+        "build_s": 8.3,
+        "startup_s": 0.76,
+        "startup_s_all": [0.77, 0.69, 0.76],
+        **recorded,
+    }
+    text = render({"mode": "full", "benchmarks": {"edge_image": result}})
+    (row,) = [line for line in text.splitlines() if line.startswith("| ppe-local/python |")]
+    assert f"| 224.40 | {cell} | 8.30 |" in row
+    assert "None" not in row
