@@ -158,6 +158,23 @@ def _score(model: Any, spec: Any, samples: list[Any]) -> dict[str, Any]:
     return {"map50": round(float(result.map50), 4), "per_class": per_class}
 
 
+def target_note(training: dict[str, Any], budget_note: str = "") -> str:
+    """The note of the mAP target: what the budget bought on this machine.
+
+    The budget is wall-clock time, so the same 30 minutes are fewer steps on a slower CPU; the
+    note says how many, beside ``budget_note`` (set when the budget is not the target's).
+
+    Args:
+        training: a :meth:`benchmarks.budget.BudgetRun.to_dict` summary.
+        budget_note: an extra remark, or empty.
+    """
+    bought = (
+        f"{training['steps']:,} steps ({training['epochs']:g} epochs, "
+        f"{training['images_per_second']:g} images/s)"
+    )
+    return "; ".join(part for part in (bought, budget_note) if part)
+
+
 def run(context: Context) -> dict[str, Any]:
     """Fine-tune from COCO and train from scratch for the same budget; score both on val."""
     data = env_path(context.data, DATA_ENV)
@@ -237,17 +254,7 @@ def run(context: Context) -> dict[str, Any]:
         if context.budget_minutes == TARGET_BUDGET_MINUTES
         else f"budget {context.budget_minutes:g} min, not the target's {TARGET_BUDGET_MINUTES:g}"
     )
-    # What the budget bought on this machine: the same 30 minutes are fewer steps on a slower CPU.
-    coco_training = runs["from_coco"]["training"]
-    coco_note = "; ".join(
-        part
-        for part in (
-            f"{coco_training['steps']:,} steps ({coco_training['epochs']:g} epochs, "
-            f"{coco_training['images_per_second']:g} images/s)",
-            budget_note,
-        )
-        if part
-    )
+    coco_note = target_note(runs["from_coco"]["training"], budget_note)
     return {
         "status": "ok",
         "settings": {

@@ -7,9 +7,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from benchmarks.budget import fit_for_budget
+from benchmarks.budget import BudgetRun, fit_for_budget
 from benchmarks.common import CLASSES
-from benchmarks.real_data import PROFILE, recipe
+from benchmarks.real_data import PROFILE, recipe, target_note
 
 from ppe.config import SplitConfig, load_config
 from ppe.data.synthetic import synthesize
@@ -69,3 +69,12 @@ def test_experiment_overrides_change_the_recipe() -> None:
 def test_an_unknown_override_names_the_key() -> None:
     with pytest.raises(ConfigError, match=r"train\.mixed_precisoin"):
         recipe(overrides=["train.mixed_precisoin=bfloat16"])
+
+
+def test_the_map_target_note_says_what_the_budget_bought() -> None:
+    """The 30 minutes are wall-clock time: the note carries the steps they bought here."""
+    run = BudgetRun(budget_s=1800.0, steps=935, epochs=37.4, images_per_second=8.31)
+    assert target_note(run.to_dict()) == "935 steps (37.4 epochs, 8.31 images/s)"
+    assert target_note(run.to_dict(), "budget 1 min, not the target's 30") == (
+        "935 steps (37.4 epochs, 8.31 images/s); budget 1 min, not the target's 30"
+    )
