@@ -241,7 +241,7 @@ class ExportConfig(Section):
     #: The LiteRT files' outputs (ppe.model.decode.OUTPUT_LAYOUTS): ``raw``, one output per
     #: scale, or ``split``, box and score outputs apart, each with its own int8 scale. Measured
     #: (benchmarks/experiments/issue16_recipe.md): raw lost less on the 416 px models (5b), split
-    #: on the three 512 px ones (10, 11), so the ``hardhat`` profile sets split.
+    #: on the 512 px ones (10, 11, 13), so the ``hardhat`` profile sets split.
     output_layout: Literal["raw", "split"] = "raw"
 
 
